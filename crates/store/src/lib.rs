@@ -1,0 +1,121 @@
+//! Persistence for segmentd: one [`Store`] trait, one implementation per backend.
+//!
+//! The backend is chosen by the database URL ([`open`]): `sqlite://PATH` (the embedded
+//! default) or `postgres://…`. Each backend has its own migrations, with the same version
+//! numbers, embedded in the binary and applied by `open`. SQL lives only in this crate.
+//!
+//! Invariants: every row belongs to an account and every call names the account, so no
+//! call can reach another account's data; a call that returns `Ok` has committed its
+//! writes; a batch is one transaction, stored whole or not at all.
+
+pub mod model;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use segmentd_rules::SegmentId;
+
+pub use model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the text names what was taken (a field key, a
+    /// segment name).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// Items of an event batch name contacts that do not exist (indexes into the batch).
+    #[error("unknown contacts at batch indexes {0:?}")]
+    UnknownContacts(Vec<usize>),
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row could not be read back (for example a value no longer parses).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything segmentd keeps. Implemented by [`sqlite::SqliteStore`] and
+/// [`postgres::PostgresStore`]; both must pass the conformance suite in `tests/`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is: `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    // Accounts and API keys.
+    async fn create_account(&self, name: &str, time_zone: &str) -> Result<Account>;
+    async fn account(&self, id: AccountId) -> Result<Option<Account>>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    /// Stores the hash of a new API key (hex of SHA-256); the key itself is never stored.
+    async fn add_api_key(&self, account: AccountId, key_hash: &str) -> Result<()>;
+    async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>>;
+
+    // Custom field definitions.
+    /// `Conflict` when the key is taken in this account.
+    async fn create_field(&self, account: AccountId, field: &FieldDef) -> Result<()>;
+    /// Sorted by key.
+    async fn fields(&self, account: AccountId) -> Result<Vec<FieldDef>>;
+    /// Deletes the definition and every contact's value of it. `false` if unknown.
+    async fn delete_field(&self, account: AccountId, key: &str) -> Result<bool>;
+
+    // Contacts.
+    /// Upserts by external id in one transaction; returns how many items were applied.
+    async fn upsert_contacts(&self, account: AccountId, batch: &[ContactUpsert]) -> Result<u64>;
+    async fn contact(&self, account: AccountId, external_id: &str) -> Result<Option<Contact>>;
+    /// Contacts sorted by external id (byte order), strictly after `after`.
+    async fn contacts_page(
+        &self,
+        account: AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contact>>;
+    /// Every contact of the account, sorted by external id.
+    async fn all_contacts(&self, account: AccountId) -> Result<Vec<Contact>>;
+    /// Deletes the contact with its events and visits. `false` if unknown.
+    async fn delete_contact(&self, account: AccountId, external_id: &str) -> Result<bool>;
+
+    // Events and visits.
+    /// Stores a batch in one transaction. An event whose client id is already stored in
+    /// the account (or earlier in the same batch) is counted as a duplicate and skipped.
+    /// `UnknownContacts` (and nothing stored) when items name unknown contacts.
+    async fn insert_events(&self, account: AccountId, batch: &[NewEvent]) -> Result<InsertOutcome>;
+    /// Every event of the account in arrival order.
+    async fn all_events(&self, account: AccountId) -> Result<Vec<StoredEvent>>;
+    /// One contact's events in arrival order.
+    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>>;
+
+    // Segments.
+    /// `Conflict` when the name is taken in the account, compared case-insensitively.
+    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment>;
+    /// `Ok(None)` if unknown; `Conflict` as for create.
+    async fn update_segment(
+        &self,
+        account: AccountId,
+        id: SegmentId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Option<Segment>>;
+    async fn segment(&self, account: AccountId, id: SegmentId) -> Result<Option<Segment>>;
+    /// Sorted by id; `search` keeps those whose name contains it, case-insensitively.
+    async fn segments(&self, account: AccountId, search: Option<&str>) -> Result<Vec<Segment>>;
+    /// `false` if unknown.
+    async fn delete_segment(&self, account: AccountId, id: SegmentId) -> Result<bool>;
+}
+
+/// Opens (creating and migrating as needed) the store a database URL names.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::BadUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,193 @@
+//! The rows the store keeps, as domain types. Wire formats live in the server.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use segmentd_rules::{FieldType, FieldValue, SegmentId, SystemEventKind};
+use serde::{Deserialize, Serialize};
+
+pub type AccountId = i64;
+pub type ContactId = i64;
+pub type UserId = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    /// An IANA time zone name, checked when the account is created.
+    pub time_zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDef {
+    pub key: String,
+    pub label: String,
+    pub field_type: FieldType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailStatus {
+    Subscribed,
+    Unsubscribed,
+    Bounced,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Subscribed => "subscribed",
+            EmailStatus::Unsubscribed => "unsubscribed",
+            EmailStatus::Bounced => "bounced",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscribed" => Some(EmailStatus::Subscribed),
+            "unsubscribed" => Some(EmailStatus::Unsubscribed),
+            "bounced" => Some(EmailStatus::Bounced),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsStatus {
+    Subscribed,
+    Unsubscribed,
+}
+
+impl SmsStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsStatus::Subscribed => "subscribed",
+            SmsStatus::Unsubscribed => "unsubscribed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscribed" => Some(SmsStatus::Subscribed),
+            "unsubscribed" => Some(SmsStatus::Unsubscribed),
+            _ => None,
+        }
+    }
+}
+
+/// A contact as stored. `email_status`/`sms_status` are `None` until set explicitly;
+/// the effective status is then "subscribed" when the address is present (see
+/// [`Contact::effective_email_status`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_status: Option<EmailStatus>,
+    pub sms_status: Option<SmsStatus>,
+    pub push_tokens: Vec<String>,
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+impl Contact {
+    pub fn effective_email_status(&self) -> Option<EmailStatus> {
+        self.email
+            .as_ref()
+            .map(|_| self.email_status.unwrap_or(EmailStatus::Subscribed))
+    }
+    pub fn effective_sms_status(&self) -> Option<SmsStatus> {
+        self.phone
+            .as_ref()
+            .map(|_| self.sms_status.unwrap_or(SmsStatus::Subscribed))
+    }
+}
+
+/// A change to one optional attribute.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T: Clone> Patch<T> {
+    pub fn apply(&self, current: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => current,
+            Patch::Clear => None,
+            Patch::Set(v) => Some(v.clone()),
+        }
+    }
+}
+
+/// One item of a contact upsert batch, already validated by the caller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContactUpsert {
+    pub external_id: String,
+    pub email: Patch<String>,
+    pub phone: Patch<String>,
+    pub email_status: Patch<EmailStatus>,
+    pub sms_status: Patch<SmsStatus>,
+    pub push_tokens: Patch<Vec<String>>,
+    /// Field key → new value; `None` clears the value. Keys not listed are kept.
+    pub fields: BTreeMap<String, Option<FieldValue>>,
+}
+
+/// What an event carries besides its contact, time and client id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    System {
+        kind: SystemEventKind,
+        campaign: Option<String>,
+        url: Option<String>,
+    },
+    Custom {
+        name: String,
+        properties: serde_json::Map<String, serde_json::Value>,
+    },
+    Visit {
+        url: String,
+    },
+}
+
+/// One item of an event batch. `contact` is the contact's external id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub client_id: Option<String>,
+    pub contact: String,
+    pub timestamp: Timestamp,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub client_id: Option<String>,
+    pub contact_id: ContactId,
+    pub timestamp: Timestamp,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InsertOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub id: SegmentId,
+    pub name: String,
+    pub description: String,
+    /// The rule in its canonical JSON form.
+    pub rule: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentDraft {
+    pub name: String,
+    pub description: String,
+    pub rule: serde_json::Value,
+}
