@@ -8,6 +8,7 @@
 //! call can reach another account's data; a call that returns `Ok` has committed its
 //! writes; a batch is one transaction, stored whole or not at all.
 
+mod common;
 pub mod model;
 mod postgres;
 mod sqlite;

@@ -1,0 +1,93 @@
+//! The HTTP API of `spec/api.md`, under `/api/v1`, with its OpenAPI document.
+
+pub mod contacts;
+pub mod events;
+pub mod fields;
+pub mod paging;
+pub mod segments;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::error::{ApiError, ErrorBody, ErrorContent, ErrorDetail};
+use crate::extract::MAX_BODY_BYTES;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "segmentd", description = "Dynamic segments of contacts, kept up to date."),
+    paths(
+        fields::create_field, fields::list_fields, fields::delete_field,
+        contacts::upsert_contacts, contacts::get_contact, contacts::delete_contact, contacts::list_contacts,
+        events::post_events,
+        segments::create_segment, segments::list_segments, segments::get_segment, segments::update_segment,
+        segments::delete_segment, segments::count_segment, segments::segment_members, segments::preview,
+    ),
+    components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::NotFound("no such API route".into())
+}
+
+async fn method_not_allowed() -> (axum::http::StatusCode, Json<ErrorBody>) {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            error: ErrorContent {
+                code: "method_not_allowed".into(),
+                message: "this route does not take that method".into(),
+                details: Vec::new(),
+            },
+        }),
+    )
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/fields", post(fields::create_field).get(fields::list_fields))
+        .route("/fields/{key}", delete(fields::delete_field))
+        .route("/contacts", post(contacts::upsert_contacts).get(contacts::list_contacts))
+        .route(
+            "/contacts/{external_id}",
+            get(contacts::get_contact).delete(contacts::delete_contact),
+        )
+        .route("/events", post(events::post_events))
+        .route("/segments", post(segments::create_segment).get(segments::list_segments))
+        .route("/segments/preview", post(segments::preview))
+        .route(
+            "/segments/{id}",
+            get(segments::get_segment)
+                .put(segments::update_segment)
+                .delete(segments::delete_segment),
+        )
+        .route("/segments/{id}/count", get(segments::count_segment))
+        .route("/segments/{id}/members", get(segments::segment_members))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}

@@ -1,0 +1,121 @@
+//! The command line: `serve`, `demo`, `account create`.
+
+use clap::{Parser, Subcommand};
+use jiff::tz::TimeZone;
+
+use crate::auth::issue_api_key;
+use crate::demo::ensure_demo;
+use crate::settings::{Settings, SettingsArgs};
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "segmentd", version, about = "Dynamic segments of contacts, kept up to date.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Create (once) a demo account with realistic data, print its API key, and serve.
+    Demo {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// How many contacts the demo account gets when it is created.
+        #[arg(long, default_value_t = 3_000)]
+        contacts: usize,
+        /// Set up the demo data and exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and print its first API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An IANA time zone, e.g. Europe/Warsaw.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { settings } => {
+            let settings = Settings::resolve(&settings)?;
+            let app = Application::build(&settings).await?;
+            tracing::info!(port = app.port(), "segmentd listening");
+            println!("segmentd listening on http://{}:{}", settings.listen.ip(), app.port());
+            app.run_until_stopped().await?;
+        }
+        Command::Demo {
+            settings,
+            contacts,
+            no_serve,
+        } => {
+            let settings = Settings::resolve(&settings)?;
+            let app = Application::build(&settings).await?;
+            let store = app.state().store.clone();
+            let now = app.state().clock.now();
+            let (account, created) = ensure_demo(store.as_ref(), contacts, now).await?;
+            let key = issue_api_key(store.as_ref(), account.id).await?;
+            if settings.uses_data_dir() {
+                let path = settings.data_dir.join("demo-api-key.txt");
+                std::fs::write(&path, format!("{key}\n"))?;
+                println!("API key also written to {}", path.display());
+            }
+            let url = format!("http://{}:{}", settings.listen.ip(), app.port());
+            println!(
+                "demo account \"{}\" {} (time zone {})",
+                account.name,
+                if created { "created" } else { "found" },
+                account.time_zone
+            );
+            println!("API key: {key}");
+            println!("API:     {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)");
+            if !no_serve {
+                app.run_until_stopped().await?;
+            }
+        }
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    name,
+                    timezone,
+                    settings,
+                },
+        } => {
+            if TimeZone::get(&timezone).is_err() {
+                anyhow::bail!("unknown time zone {timezone:?}: expected an IANA name such as Europe/Warsaw");
+            }
+            if name.trim().is_empty() {
+                anyhow::bail!("the account name must not be empty");
+            }
+            let settings = Settings::resolve(&settings)?;
+            if settings.uses_data_dir() {
+                std::fs::create_dir_all(&settings.data_dir)?;
+            }
+            let store = segmentd_store::open(&settings.database_url()).await?;
+            let account = store.create_account(name.trim(), &timezone).await?;
+            let key = issue_api_key(store.as_ref(), account.id).await?;
+            println!("account {} created (id {})", account.name, account.id);
+            println!("API key: {key}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! segmentd, the service: HTTP API, CLI, demo data.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod evaluation;
+pub mod extract;
+pub mod settings;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,60 @@
+//! Building and running the application: store, state, listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use segmentd_store::Store;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::evaluation::ReferenceEvaluator;
+use crate::settings::Settings;
+use crate::state::{AppState, Clock, SystemClock};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (migrating it) and binds the listener; port 0 picks a free port.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        if settings.uses_data_dir() {
+            std::fs::create_dir_all(&settings.data_dir)?;
+        }
+        let store = segmentd_store::open(&settings.database_url()).await?;
+        Self::with_store(store, settings.listen).await
+    }
+
+    pub async fn with_store(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let evaluator = Arc::new(ReferenceEvaluator::new(store.clone(), clock.clone()));
+        let state = AppState {
+            store,
+            evaluator,
+            clock,
+        };
+        let listener = TcpListener::bind(listen).await?;
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, app(self.state)).await
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", crate::api::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,480 @@
+//! The PostgreSQL backend.
+//!
+//! Batches are sent as arrays and spread with `UNNEST`, one statement a batch. Contact
+//! upserts of one account are serialized by a transaction-scoped advisory lock, so two
+//! concurrent batches that patch the same contact both apply (neither read-merge-write
+//! loses the other's changes).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use segmentd_rules::SegmentId;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::common::*;
+use crate::*;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
+        Ok(field_types(&self.fields(account).await?))
+    }
+}
+
+/// The account's field types, read inside a transaction.
+async fn field_types_in(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, account: AccountId) -> Result<FieldTypes> {
+    let rows = sqlx::query("SELECT key, type FROM fields WHERE account_id = $1")
+        .bind(account)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("key")?, parse_field_type(row.try_get("type")?)?)))
+        .collect()
+}
+
+fn account_from_row(row: &PgRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        time_zone: row.try_get("time_zone")?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_account(&self, name: &str, time_zone: &str) -> Result<Account> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (name, time_zone, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(time_zone)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Account {
+            id,
+            name: name.to_owned(),
+            time_zone: time_zone.to_owned(),
+        })
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, time_zone FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, name, time_zone FROM accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn add_api_key(&self, account: AccountId, key_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(account)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_to_conflict(e, || "api key".to_owned()))?;
+        Ok(())
+    }
+
+    async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.time_zone FROM api_keys k \
+             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn create_field(&self, account: AccountId, field: &FieldDef) -> Result<()> {
+        sqlx::query("INSERT INTO fields (account_id, key, label, type) VALUES ($1, $2, $3, $4)")
+            .bind(account)
+            .bind(&field.key)
+            .bind(&field.label)
+            .bind(field.field_type.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_to_conflict(e, || field_conflict(&field.key)))?;
+        Ok(())
+    }
+
+    async fn fields(&self, account: AccountId) -> Result<Vec<FieldDef>> {
+        let rows = sqlx::query("SELECT key, label, type FROM fields WHERE account_id = $1 ORDER BY key")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FieldDef {
+                    key: row.try_get("key")?,
+                    label: row.try_get("label")?,
+                    field_type: parse_field_type(row.try_get("type")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_field(&self, account: AccountId, key: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Same lock as upserts: no batch merges a stale copy of `fields` back in.
+        lock_contacts(&mut tx, account).await?;
+        let deleted = sqlx::query("DELETE FROM fields WHERE account_id = $1 AND key = $2")
+            .bind(account)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        // `json` rather than `jsonb`: values pass through verbatim (jsonb refuses `\u0000`
+        // and rewrites numbers).
+        sqlx::query(
+            "UPDATE contacts SET fields = COALESCE( \
+                 (SELECT json_object_agg(e.key, e.value) FROM json_each(fields::json) e \
+                  WHERE e.key <> $1)::text, '{}') \
+             WHERE account_id = $2 AND fields::json -> $1 IS NOT NULL",
+        )
+        .bind(key)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn upsert_contacts(&self, account: AccountId, batch: &[ContactUpsert]) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+
+        let ids = distinct(batch.iter().map(|c| c.external_id.as_str()));
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND external_id = ANY($2)"
+        )))
+        .bind(account)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut existing = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let state = ContactState::from_row(&row)?;
+            existing.insert(row.external_id, state);
+        }
+
+        let known = field_types_in(&mut tx, account).await?;
+        let merged = merge_batch(batch, existing, &known);
+        let n = merged.len();
+        let mut external_ids = Vec::with_capacity(n);
+        let mut emails = Vec::with_capacity(n);
+        let mut phones = Vec::with_capacity(n);
+        let mut email_statuses = Vec::with_capacity(n);
+        let mut sms_statuses = Vec::with_capacity(n);
+        let mut push_tokens = Vec::with_capacity(n);
+        let mut fields = Vec::with_capacity(n);
+        for (external_id, state) in &merged {
+            external_ids.push(*external_id);
+            emails.push(state.email.as_deref());
+            phones.push(state.phone.as_deref());
+            email_statuses.push(state.email_status.map(EmailStatus::as_str));
+            sms_statuses.push(state.sms_status.map(SmsStatus::as_str));
+            push_tokens.push(state.push_tokens_json());
+            fields.push(state.fields_json());
+        }
+        sqlx::query(
+            "INSERT INTO contacts (account_id, created_at, updated_at, external_id, email, phone, \
+                 email_status, sms_status, push_tokens, fields) \
+             SELECT $1, $2, $2, u.* FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[]) AS u \
+             ON CONFLICT (account_id, external_id) DO UPDATE SET \
+                 email = excluded.email, phone = excluded.phone, \
+                 email_status = excluded.email_status, sms_status = excluded.sms_status, \
+                 push_tokens = excluded.push_tokens, fields = excluded.fields, \
+                 updated_at = excluded.updated_at",
+        )
+        .bind(account)
+        .bind(now_ms())
+        .bind(&external_ids)
+        .bind(&emails)
+        .bind(&phones)
+        .bind(&email_statuses)
+        .bind(&sms_statuses)
+        .bind(&push_tokens)
+        .bind(&fields)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(batch.len() as u64)
+    }
+
+    async fn contact(&self, account: AccountId, external_id: &str) -> Result<Option<Contact>> {
+        let row: Option<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND external_id = $2"
+        )))
+        .bind(account)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(row.decode(&self.field_types(account).await?)?)),
+        }
+    }
+
+    async fn contacts_page(
+        &self,
+        account: AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        // `external_id` has the "C" collation: byte order, as on SQLite.
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts \
+             WHERE account_id = $1 AND ($2::text IS NULL OR external_id > $2) \
+             ORDER BY external_id LIMIT $3"
+        )))
+        .bind(account)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn all_contacts(&self, account: AccountId) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 ORDER BY external_id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn delete_contact(&self, account: AccountId, external_id: &str) -> Result<bool> {
+        // Events and visits go with the contact (ON DELETE CASCADE).
+        let deleted = sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND external_id = $2")
+            .bind(account)
+            .bind(external_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn insert_events(&self, account: AccountId, batch: &[NewEvent]) -> Result<InsertOutcome> {
+        if batch.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let mut tx = self.pool.begin().await?;
+
+        // FOR KEY SHARE keeps the contacts from being deleted before this commits.
+        let names = distinct(batch.iter().map(|e| e.contact.as_str()));
+        let rows = sqlx::query(
+            "SELECT id, external_id FROM contacts WHERE account_id = $1 AND external_id = ANY($2) \
+             FOR KEY SHARE",
+        )
+        .bind(account)
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut contact_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            contact_ids.insert(row.try_get("external_id")?, row.try_get("id")?);
+        }
+        let unknown: Vec<usize> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !contact_ids.contains_key(&e.contact))
+            .map(|(i, _)| i)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownContacts(unknown));
+        }
+
+        let n = batch.len();
+        let mut contacts = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        let mut campaigns = Vec::with_capacity(n);
+        let mut urls = Vec::with_capacity(n);
+        let mut properties = Vec::with_capacity(n);
+        let mut client_ids = Vec::with_capacity(n);
+        for event in batch {
+            let columns = encode_event(&event.body);
+            contacts.push(contact_ids.get(&event.contact).copied().unwrap_or_default());
+            kinds.push(columns.kind);
+            times.push(to_ms(event.timestamp));
+            names.push(columns.name);
+            campaigns.push(columns.campaign);
+            urls.push(columns.url);
+            properties.push(columns.properties);
+            client_ids.push(event.client_id.as_deref());
+        }
+        // Rows go in batch order, so ids keep the arrival order and, of two items with
+        // the same client id, the first is the one stored.
+        let accepted = sqlx::query(
+            "INSERT INTO events (account_id, contact_id, kind, ts, name, campaign, url, properties, client_id) \
+             SELECT $1, u.contact_id, u.kind, u.ts, u.name, u.campaign, u.url, u.properties, u.client_id \
+             FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[]) WITH ORDINALITY \
+                 AS u (contact_id, kind, ts, name, campaign, url, properties, client_id, ord) \
+             ORDER BY u.ord \
+             ON CONFLICT (account_id, client_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(&contacts)
+        .bind(&kinds)
+        .bind(&times)
+        .bind(&names)
+        .bind(&campaigns)
+        .bind(&urls)
+        .bind(&properties)
+        .bind(&client_ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(InsertOutcome {
+            accepted,
+            duplicates: n as u64 - accepted,
+        })
+    }
+
+    async fn all_events(&self, account: AccountId) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND contact_id = $2 ORDER BY id"
+        )))
+        .bind(account)
+        .bind(contact)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment> {
+        let now_ms = to_ms(now);
+        let row: SegmentRow = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO segments (account_id, name, name_key, description, rule, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {SEGMENT_COLUMNS}"
+        )))
+        .bind(account)
+        .bind(&draft.name)
+        .bind(name_key(&draft.name))
+        .bind(&draft.description)
+        .bind(draft.rule.to_string())
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
+        row.decode()
+    }
+
+    async fn update_segment(
+        &self,
+        account: AccountId,
+        id: SegmentId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Option<Segment>> {
+        let row: Option<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE segments SET name = $1, name_key = $2, description = $3, rule = $4, updated_at = $5 \
+             WHERE account_id = $6 AND id = $7 RETURNING {SEGMENT_COLUMNS}"
+        )))
+        .bind(&draft.name)
+        .bind(name_key(&draft.name))
+        .bind(&draft.description)
+        .bind(draft.rule.to_string())
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
+        row.map(SegmentRow::decode).transpose()
+    }
+
+    async fn segment(&self, account: AccountId, id: SegmentId) -> Result<Option<Segment>> {
+        let row: Option<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(SegmentRow::decode).transpose()
+    }
+
+    async fn segments(&self, account: AccountId, search: Option<&str>) -> Result<Vec<Segment>> {
+        let rows: Vec<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = $1 ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        let segments = rows.into_iter().map(SegmentRow::decode).collect::<Result<Vec<_>>>()?;
+        Ok(filter_segments(segments, search))
+    }
+
+    async fn delete_segment(&self, account: AccountId, id: SegmentId) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM segments WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+}
+
+/// Serializes, inside one account, the transactions that read and rewrite contacts'
+/// attributes. Released at commit or rollback.
+async fn lock_contacts(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, account: AccountId) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('segmentd.contacts', $1))")
+        .bind(account)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

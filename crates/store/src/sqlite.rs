@@ -1,0 +1,505 @@
+//! The SQLite backend: one database file, WAL journal, `synchronous=FULL`.
+//!
+//! Writes that read before they write start with `BEGIN IMMEDIATE`, so concurrent writers
+//! queue on the busy timeout instead of failing when a read lock cannot be upgraded.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use segmentd_rules::SegmentId;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+
+use crate::common::*;
+use crate::*;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite allows at most 32,766 bound values in one statement.
+const MAX_BINDS: usize = 32_000;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `url`
+    /// (`sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`).
+    pub async fn open(url: &str) -> Result<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool_options = if in_memory {
+            // Every connection to `:memory:` has its own database: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(8)
+        };
+        let pool = pool_options.connect_with(options).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
+        Ok(field_types(&self.fields(account).await?))
+    }
+}
+
+/// The account's field types, read inside a transaction.
+async fn field_types_in(tx: &mut sqlx::Transaction<'static, Sqlite>, account: AccountId) -> Result<FieldTypes> {
+    let rows = sqlx::query("SELECT key, type FROM fields WHERE account_id = ?")
+        .bind(account)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("key")?, parse_field_type(row.try_get("type")?)?)))
+        .collect()
+}
+
+fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        time_zone: row.try_get("time_zone")?,
+    })
+}
+
+/// Whether a field key can be written inside a JSON path `$."key"` as it is.
+fn plain_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_account(&self, name: &str, time_zone: &str) -> Result<Account> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (name, time_zone, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(time_zone)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Account {
+            id,
+            name: name.to_owned(),
+            time_zone: time_zone.to_owned(),
+        })
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, time_zone FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, name, time_zone FROM accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn add_api_key(&self, account: AccountId, key_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)")
+            .bind(key_hash)
+            .bind(account)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_to_conflict(e, || "api key".to_owned()))?;
+        Ok(())
+    }
+
+    async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.time_zone FROM api_keys k \
+             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = ?",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn create_field(&self, account: AccountId, field: &FieldDef) -> Result<()> {
+        sqlx::query("INSERT INTO fields (account_id, key, label, type) VALUES (?, ?, ?, ?)")
+            .bind(account)
+            .bind(&field.key)
+            .bind(&field.label)
+            .bind(field.field_type.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_to_conflict(e, || field_conflict(&field.key)))?;
+        Ok(())
+    }
+
+    async fn fields(&self, account: AccountId) -> Result<Vec<FieldDef>> {
+        let rows = sqlx::query("SELECT key, label, type FROM fields WHERE account_id = ? ORDER BY key")
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FieldDef {
+                    key: row.try_get("key")?,
+                    label: row.try_get("label")?,
+                    field_type: parse_field_type(row.try_get("type")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_field(&self, account: AccountId, key: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM fields WHERE account_id = ? AND key = ?")
+            .bind(account)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        if plain_key(key) {
+            let path = format!("$.\"{key}\"");
+            sqlx::query(
+                "UPDATE contacts SET fields = json_remove(fields, ?1) \
+                 WHERE account_id = ?2 AND json_type(fields, ?1) IS NOT NULL",
+            )
+            .bind(&path)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            // A key that a JSON path cannot spell: rewrite the affected rows here.
+            let rows = sqlx::query("SELECT id, fields FROM contacts WHERE account_id = ?")
+                .bind(account)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                let text: String = row.try_get("fields")?;
+                let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("contact {id}: fields: {e}")))?;
+                if map.remove(key).is_some() {
+                    sqlx::query("UPDATE contacts SET fields = ? WHERE account_id = ? AND id = ?")
+                        .bind(serde_json::Value::Object(map).to_string())
+                        .bind(account)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn upsert_contacts(&self, account: AccountId, batch: &[ContactUpsert]) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+
+        let ids = distinct(batch.iter().map(|c| c.external_id.as_str()));
+        let mut existing = HashMap::new();
+        for chunk in ids.chunks(MAX_BINDS - 1) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = {account} AND external_id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            let rows: Vec<ContactRow> = qb.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
+            for row in rows {
+                let state = ContactState::from_row(&row)?;
+                existing.insert(row.external_id, state);
+            }
+        }
+
+        let known = field_types_in(&mut tx, account).await?;
+        let merged = merge_batch(batch, existing, &known);
+        let now = now_ms();
+        // Seven bound values a row; account and time are written as literals.
+        for chunk in merged.chunks(MAX_BINDS / 7) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO contacts (account_id, created_at, updated_at, external_id, email, phone, \
+                 email_status, sms_status, push_tokens, fields) ",
+            );
+            qb.push_values(chunk, |mut row, (external_id, state)| {
+                row.push(account.to_string())
+                    .push(now.to_string())
+                    .push(now.to_string())
+                    .push_bind(*external_id)
+                    .push_bind(state.email.as_deref())
+                    .push_bind(state.phone.as_deref())
+                    .push_bind(state.email_status.map(EmailStatus::as_str))
+                    .push_bind(state.sms_status.map(SmsStatus::as_str))
+                    .push_bind(state.push_tokens_json())
+                    .push_bind(state.fields_json());
+            });
+            qb.push(
+                " ON CONFLICT (account_id, external_id) DO UPDATE SET \
+                 email = excluded.email, phone = excluded.phone, \
+                 email_status = excluded.email_status, sms_status = excluded.sms_status, \
+                 push_tokens = excluded.push_tokens, fields = excluded.fields, \
+                 updated_at = excluded.updated_at",
+            );
+            qb.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(batch.len() as u64)
+    }
+
+    async fn contact(&self, account: AccountId, external_id: &str) -> Result<Option<Contact>> {
+        let row: Option<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? AND external_id = ?"
+        )))
+        .bind(account)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(row.decode(&self.field_types(account).await?)?)),
+        }
+    }
+
+    async fn contacts_page(
+        &self,
+        account: AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = match after {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? AND external_id > ? \
+                     ORDER BY external_id LIMIT ?"
+                )))
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? \
+                     ORDER BY external_id LIMIT ?"
+                )))
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn all_contacts(&self, account: AccountId) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? ORDER BY external_id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn delete_contact(&self, account: AccountId, external_id: &str) -> Result<bool> {
+        // Events and visits go with the contact (ON DELETE CASCADE).
+        let deleted = sqlx::query("DELETE FROM contacts WHERE account_id = ? AND external_id = ?")
+            .bind(account)
+            .bind(external_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn insert_events(&self, account: AccountId, batch: &[NewEvent]) -> Result<InsertOutcome> {
+        if batch.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let mut tx = self.begin_write().await?;
+
+        let names = distinct(batch.iter().map(|e| e.contact.as_str()));
+        let mut contact_ids: HashMap<String, i64> = HashMap::with_capacity(names.len());
+        for chunk in names.chunks(MAX_BINDS - 1) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT id, external_id FROM contacts WHERE account_id = {account} AND external_id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
+                contact_ids.insert(row.try_get("external_id")?, row.try_get("id")?);
+            }
+        }
+        let unknown: Vec<usize> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !contact_ids.contains_key(&e.contact))
+            .map(|(i, _)| i)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StoreError::UnknownContacts(unknown));
+        }
+
+        let mut accepted = 0;
+        // Five bound values a row; numbers and the kind are written as literals.
+        for chunk in batch.chunks(MAX_BINDS / 5) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (account_id, contact_id, kind, ts, name, campaign, url, properties, client_id) ",
+            );
+            qb.push_values(chunk, |mut row, event| {
+                let columns = encode_event(&event.body);
+                let contact_id = contact_ids.get(&event.contact).copied().unwrap_or_default();
+                row.push(account.to_string())
+                    .push(contact_id.to_string())
+                    .push(format!("'{}'", columns.kind))
+                    .push(to_ms(event.timestamp).to_string())
+                    .push_bind(columns.name)
+                    .push_bind(columns.campaign)
+                    .push_bind(columns.url)
+                    .push_bind(columns.properties)
+                    .push_bind(event.client_id.as_deref());
+            });
+            qb.push(" ON CONFLICT (account_id, client_id) DO NOTHING");
+            accepted += qb.build().persistent(false).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(InsertOutcome {
+            accepted,
+            duplicates: batch.len() as u64 - accepted,
+        })
+    }
+
+    async fn all_events(&self, account: AccountId) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = ? ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = ? AND contact_id = ? ORDER BY id"
+        )))
+        .bind(account)
+        .bind(contact)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment> {
+        let now_ms = to_ms(now);
+        let row: SegmentRow = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO segments (account_id, name, name_key, description, rule, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {SEGMENT_COLUMNS}"
+        )))
+        .bind(account)
+        .bind(&draft.name)
+        .bind(name_key(&draft.name))
+        .bind(&draft.description)
+        .bind(draft.rule.to_string())
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
+        row.decode()
+    }
+
+    async fn update_segment(
+        &self,
+        account: AccountId,
+        id: SegmentId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Option<Segment>> {
+        let row: Option<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE segments SET name = ?, name_key = ?, description = ?, rule = ?, updated_at = ? \
+             WHERE account_id = ? AND id = ? RETURNING {SEGMENT_COLUMNS}"
+        )))
+        .bind(&draft.name)
+        .bind(name_key(&draft.name))
+        .bind(&draft.description)
+        .bind(draft.rule.to_string())
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
+        row.map(SegmentRow::decode).transpose()
+    }
+
+    async fn segment(&self, account: AccountId, id: SegmentId) -> Result<Option<Segment>> {
+        let row: Option<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = ? AND id = ?"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(SegmentRow::decode).transpose()
+    }
+
+    async fn segments(&self, account: AccountId, search: Option<&str>) -> Result<Vec<Segment>> {
+        let rows: Vec<SegmentRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE account_id = ? ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        let segments = rows.into_iter().map(SegmentRow::decode).collect::<Result<Vec<_>>>()?;
+        Ok(filter_segments(segments, search))
+    }
+
+    async fn delete_segment(&self, account: AccountId, id: SegmentId) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM segments WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+}

@@ -1,0 +1,1111 @@
+//! The store conformance suite: every scenario is written once against `Arc<dyn Store>`
+//! and run on each backend (`sqlite::…` and `postgres::…` tests).
+//!
+//! SQLite: a fresh database file per test in the temp directory.
+//! PostgreSQL: a throwaway database per test on the server named by
+//! `SEGMENTD_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! dropped afterwards. An unreachable server fails the test when `CI` is set and is
+//! reported as `SKIPPED postgres: …` otherwise.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use segmentd_rules::{FieldType, FieldValue, SystemEventKind};
+use segmentd_store::*;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+// ---------------------------------------------------------------------------------------
+// Harness: one wrapper test per scenario and backend.
+
+/// What a scenario gets: the store and the URL it was opened from (to reopen it).
+#[derive(Clone)]
+struct Ctx {
+    store: Arc<dyn Store>,
+    url: String,
+}
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "segmentd_test_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes past the test harness's output capture, so the line is seen even when the
+/// test passes.
+fn visible(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("SEGMENTD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The admin URL with its database name replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    }
+}
+
+async fn run<F, Fut>(backend: Backend, test: &str, scenario: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+            let url = format!("sqlite://{}", path.display());
+            let store = open(&url).await.unwrap();
+            assert_eq!(store.backend(), "sqlite");
+            let outcome = tokio::spawn(scenario(Ctx { store, url })).await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            if let Err(e) = outcome {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let admin = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await;
+            let mut admin = match admin {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return postgres_unreachable(test, &admin_url, &e.to_string()),
+                Err(_) => return postgres_unreachable(test, &admin_url, "connection timed out"),
+            };
+            let db = unique_name();
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+            }
+            let url = with_database(&admin_url, &db);
+            let outcome = match open(&url).await {
+                Ok(store) => {
+                    assert_eq!(store.backend(), "postgres");
+                    Ok(tokio::spawn(scenario(Ctx { store, url: url.clone() })).await)
+                }
+                Err(e) => Err(e),
+            };
+            // Best effort: a failed drop leaves a database named after this process.
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                .execute(&mut admin)
+                .await;
+            match outcome {
+                Err(e) => panic!("opening {url}: {e}"),
+                Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
+fn postgres_unreachable(test: &str, url: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("PostgreSQL at {url} is unreachable and CI is set: {why}");
+    }
+    visible(&format!("SKIPPED postgres: {test}: server at {url} unreachable: {why}"));
+}
+
+/// Declares each scenario as a test in `mod sqlite` and in `mod postgres`.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::run(super::Backend::Sqlite, stringify!($scenario), super::$scenario).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::run(super::Backend::Postgres, stringify!($scenario), super::$scenario).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    accounts_are_created_listed_and_found_by_api_key_hash,
+    fields_are_listed_by_key_and_a_taken_key_conflicts,
+    field_values_of_every_type_round_trip,
+    deleting_a_field_removes_its_values_from_every_contact,
+    upsert_creates_contacts_then_patches_only_what_it_names,
+    the_same_external_id_twice_in_a_batch_applies_in_order,
+    a_batch_of_ten_thousand_contacts_is_stored_in_one_call,
+    contacts_are_paged_by_external_id_in_byte_order,
+    deleting_a_contact_removes_its_events,
+    events_of_all_three_kinds_round_trip_with_millisecond_timestamps,
+    duplicate_client_ids_are_counted_and_the_first_event_stays,
+    an_event_batch_naming_unknown_contacts_stores_nothing,
+    a_batch_of_ten_thousand_events_is_stored_in_one_call,
+    empty_batches_store_nothing,
+    segments_are_created_read_updated_and_deleted,
+    segment_names_conflict_case_insensitively,
+    segments_are_searched_by_case_insensitive_substring,
+    one_account_cannot_see_or_change_another_accounts_data,
+    concurrent_writers_keep_every_constraint,
+    data_survives_reopening_the_store,
+);
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap()
+}
+
+fn contact(external_id: &str) -> ContactUpsert {
+    ContactUpsert {
+        external_id: external_id.to_owned(),
+        ..ContactUpsert::default()
+    }
+}
+
+fn field(key: &str, field_type: FieldType) -> FieldDef {
+    FieldDef {
+        key: key.to_owned(),
+        label: format!("The {key}"),
+        field_type,
+    }
+}
+
+fn system(contact: &str, client_id: Option<&str>, ms: i64, kind: SystemEventKind) -> NewEvent {
+    NewEvent {
+        client_id: client_id.map(str::to_owned),
+        contact: contact.to_owned(),
+        timestamp: ts(ms),
+        body: EventBody::System {
+            kind,
+            campaign: Some("spring".to_owned()),
+            url: None,
+        },
+    }
+}
+
+fn custom(contact: &str, client_id: Option<&str>, ms: i64, name: &str, properties: serde_json::Value) -> NewEvent {
+    NewEvent {
+        client_id: client_id.map(str::to_owned),
+        contact: contact.to_owned(),
+        timestamp: ts(ms),
+        body: EventBody::Custom {
+            name: name.to_owned(),
+            properties: properties.as_object().unwrap().clone(),
+        },
+    }
+}
+
+fn visit(contact: &str, client_id: Option<&str>, ms: i64, url: &str) -> NewEvent {
+    NewEvent {
+        client_id: client_id.map(str::to_owned),
+        contact: contact.to_owned(),
+        timestamp: ts(ms),
+        body: EventBody::Visit { url: url.to_owned() },
+    }
+}
+
+fn draft(name: &str) -> SegmentDraft {
+    SegmentDraft {
+        name: name.to_owned(),
+        description: format!("about {name}"),
+        rule: json!({"all": [{"field": "email", "op": "has_value"}]}),
+    }
+}
+
+async fn account(store: &Arc<dyn Store>, name: &str) -> Account {
+    store.create_account(name, "Europe/Warsaw").await.unwrap()
+}
+
+async fn get(store: &Arc<dyn Store>, account: &Account, external_id: &str) -> Contact {
+    store
+        .contact(account.id, external_id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("contact {external_id:?} should exist"))
+}
+
+fn ids(contacts: &[Contact]) -> Vec<&str> {
+    contacts.iter().map(|c| c.external_id.as_str()).collect()
+}
+
+fn client_ids(events: &[StoredEvent]) -> Vec<Option<&str>> {
+    events.iter().map(|e| e.client_id.as_deref()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios.
+
+async fn accounts_are_created_listed_and_found_by_api_key_hash(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = s.create_account("Beta", "America/New_York").await.unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(b.time_zone, "America/New_York");
+
+    assert_eq!(s.account(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.account(b.id + 1000).await.unwrap(), None);
+    assert_eq!(s.accounts().await.unwrap(), vec![a.clone(), b.clone()]);
+
+    s.add_api_key(a.id, "aaaa").await.unwrap();
+    s.add_api_key(a.id, "aaab").await.unwrap();
+    s.add_api_key(b.id, "bbbb").await.unwrap();
+    assert_eq!(s.account_by_api_key("aaaa").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.account_by_api_key("aaab").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.account_by_api_key("bbbb").await.unwrap(), Some(b.clone()));
+    assert_eq!(s.account_by_api_key("cccc").await.unwrap(), None);
+    assert_eq!(s.account_by_api_key("AAAA").await.unwrap(), None);
+
+    // A hash belongs to one account only.
+    let err = s.add_api_key(b.id, "aaaa").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.account_by_api_key("aaaa").await.unwrap(), Some(a));
+}
+
+async fn fields_are_listed_by_key_and_a_taken_key_conflicts(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    assert_eq!(s.fields(a.id).await.unwrap(), vec![]);
+    s.create_field(a.id, &field("zip", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("birthday", FieldType::Date)).await.unwrap();
+    s.create_field(a.id, &field("vip", FieldType::Boolean)).await.unwrap();
+    assert_eq!(
+        s.fields(a.id).await.unwrap(),
+        vec![
+            field("age", FieldType::Number),
+            field("birthday", FieldType::Date),
+            field("vip", FieldType::Boolean),
+            field("zip", FieldType::Text),
+        ]
+    );
+
+    let err = s.create_field(a.id, &field("age", FieldType::Text)).await.unwrap_err();
+    match err {
+        StoreError::Conflict(what) => assert!(what.contains("age"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // The first definition is untouched.
+    assert_eq!(s.fields(a.id).await.unwrap()[0], field("age", FieldType::Number));
+
+    assert!(s.delete_field(a.id, "zip").await.unwrap());
+    assert!(!s.delete_field(a.id, "zip").await.unwrap());
+    assert!(!s.delete_field(a.id, "never").await.unwrap());
+    assert_eq!(s.fields(a.id).await.unwrap().len(), 3);
+    // A deleted key can be declared again, with another type.
+    s.create_field(a.id, &field("zip", FieldType::Number)).await.unwrap();
+}
+
+async fn field_values_of_every_type_round_trip(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.create_field(a.id, &field("name", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("score", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("born", FieldType::Date)).await.unwrap();
+    s.create_field(a.id, &field("vip", FieldType::Boolean)).await.unwrap();
+
+    let values = BTreeMap::from([
+        ("name".to_owned(), FieldValue::Text("Zoë \"quoted\" \\ ☃ 日本".to_owned())),
+        ("score".to_owned(), FieldValue::Number(-1234.5678e-3)),
+        ("born".to_owned(), FieldValue::Date("2024-02-29".parse().unwrap())),
+        ("vip".to_owned(), FieldValue::Boolean(false)),
+    ]);
+    let mut c = contact("c1");
+    c.fields = values.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let mut big = contact("c2");
+    big.fields.insert("score".to_owned(), Some(FieldValue::Number(1.7976931348623157e308)));
+    big.fields.insert("vip".to_owned(), Some(FieldValue::Boolean(true)));
+    s.upsert_contacts(a.id, &[c, big]).await.unwrap();
+
+    assert_eq!(get(s, &a, "c1").await.fields, values);
+    let c2 = get(s, &a, "c2").await;
+    assert_eq!(c2.fields["score"], FieldValue::Number(f64::MAX));
+    assert_eq!(c2.fields["vip"], FieldValue::Boolean(true));
+    assert_eq!(c2.fields.len(), 2);
+}
+
+async fn deleting_a_field_removes_its_values_from_every_contact(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Beta").await;
+    for acc in [&a, &b] {
+        s.create_field(acc.id, &field("age", FieldType::Number)).await.unwrap();
+        s.create_field(acc.id, &field("city", FieldType::Text)).await.unwrap();
+    }
+    let batch: Vec<ContactUpsert> = (0..50)
+        .map(|i| {
+            let mut c = contact(&format!("c{i}"));
+            c.fields.insert("age".to_owned(), Some(FieldValue::Number(f64::from(i))));
+            c.fields.insert("city".to_owned(), Some(FieldValue::Text("Kraków".to_owned())));
+            c
+        })
+        .collect();
+    s.upsert_contacts(a.id, &batch).await.unwrap();
+    s.upsert_contacts(b.id, &batch).await.unwrap();
+
+    assert!(s.delete_field(a.id, "age").await.unwrap());
+    for c in s.all_contacts(a.id).await.unwrap() {
+        assert_eq!(c.fields.keys().collect::<Vec<_>>(), ["city"], "{}", c.external_id);
+    }
+    // The other account keeps its field and values.
+    for c in s.all_contacts(b.id).await.unwrap() {
+        assert_eq!(c.fields.len(), 2);
+    }
+
+    // Declared again with another type, the field starts empty: no stale value is read
+    // back (nor fails to parse).
+    s.create_field(a.id, &field("age", FieldType::Text)).await.unwrap();
+    let c = get(s, &a, "c7").await;
+    assert_eq!(c.fields.get("age"), None);
+    let mut patch = contact("c7");
+    patch.fields.insert("age".to_owned(), Some(FieldValue::Text("seven".to_owned())));
+    s.upsert_contacts(a.id, &[patch]).await.unwrap();
+    assert_eq!(get(s, &a, "c7").await.fields["age"], FieldValue::Text("seven".to_owned()));
+}
+
+async fn upsert_creates_contacts_then_patches_only_what_it_names(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("city", FieldType::Text)).await.unwrap();
+
+    // A bare contact: nothing set.
+    assert_eq!(s.upsert_contacts(a.id, &[contact("bare")]).await.unwrap(), 1);
+    let bare = get(s, &a, "bare").await;
+    assert_eq!(bare.email, None);
+    assert_eq!(bare.phone, None);
+    assert_eq!(bare.email_status, None);
+    assert_eq!(bare.effective_email_status(), None);
+    assert_eq!(bare.push_tokens, Vec::<String>::new());
+    assert!(bare.fields.is_empty());
+
+    let mut full = contact("full");
+    full.email = Patch::Set("ann@example.com".to_owned());
+    full.phone = Patch::Set("+48123456789".to_owned());
+    full.email_status = Patch::Set(EmailStatus::Bounced);
+    full.sms_status = Patch::Set(SmsStatus::Unsubscribed);
+    full.push_tokens = Patch::Set(vec!["tok1".to_owned(), "tok2".to_owned()]);
+    full.fields.insert("age".to_owned(), Some(FieldValue::Number(41.0)));
+    full.fields.insert("city".to_owned(), Some(FieldValue::Text("Łódź".to_owned())));
+    assert_eq!(s.upsert_contacts(a.id, &[full]).await.unwrap(), 1);
+    let created = get(s, &a, "full").await;
+    assert_eq!(created.external_id, "full");
+    assert_eq!(created.email.as_deref(), Some("ann@example.com"));
+    assert_eq!(created.phone.as_deref(), Some("+48123456789"));
+    assert_eq!(created.email_status, Some(EmailStatus::Bounced));
+    assert_eq!(created.sms_status, Some(SmsStatus::Unsubscribed));
+    assert_eq!(created.push_tokens, ["tok1", "tok2"]);
+    assert_eq!(created.fields["age"], FieldValue::Number(41.0));
+    assert_eq!(created.fields["city"], FieldValue::Text("Łódź".to_owned()));
+
+    // Keep everything: nothing changes, the id stays.
+    s.upsert_contacts(a.id, &[contact("full")]).await.unwrap();
+    assert_eq!(get(s, &a, "full").await, created);
+
+    // Set some, clear others, keep the rest.
+    let mut patch = contact("full");
+    patch.email = Patch::Set("ann@new.example".to_owned());
+    patch.phone = Patch::Clear;
+    patch.email_status = Patch::Clear;
+    patch.push_tokens = Patch::Set(vec!["tok3".to_owned()]);
+    patch.fields.insert("age".to_owned(), None);
+    s.upsert_contacts(a.id, &[patch]).await.unwrap();
+    let patched = get(s, &a, "full").await;
+    assert_eq!(patched.id, created.id);
+    assert_eq!(patched.email.as_deref(), Some("ann@new.example"));
+    assert_eq!(patched.phone, None);
+    assert_eq!(patched.email_status, None);
+    assert_eq!(patched.effective_email_status(), Some(EmailStatus::Subscribed));
+    assert_eq!(patched.sms_status, Some(SmsStatus::Unsubscribed));
+    assert_eq!(patched.effective_sms_status(), None);
+    assert_eq!(patched.push_tokens, ["tok3"]);
+    assert_eq!(patched.fields.get("age"), None);
+    assert_eq!(patched.fields["city"], FieldValue::Text("Łódź".to_owned()));
+
+    let mut clear = contact("full");
+    clear.email = Patch::Clear;
+    clear.sms_status = Patch::Set(SmsStatus::Subscribed);
+    clear.push_tokens = Patch::Clear;
+    clear.fields.insert("city".to_owned(), None);
+    s.upsert_contacts(a.id, &[clear]).await.unwrap();
+    let cleared = get(s, &a, "full").await;
+    assert_eq!(cleared.email, None);
+    assert_eq!(cleared.sms_status, Some(SmsStatus::Subscribed));
+    assert!(cleared.push_tokens.is_empty());
+    assert!(cleared.fields.is_empty());
+
+    // The other contact was never touched.
+    assert_eq!(get(s, &a, "bare").await, bare);
+    assert_eq!(s.contact(a.id, "nobody").await.unwrap(), None);
+}
+
+async fn the_same_external_id_twice_in_a_batch_applies_in_order(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("city", FieldType::Text)).await.unwrap();
+
+    let mut first = contact("dup");
+    first.email = Patch::Set("first@example.com".to_owned());
+    first.phone = Patch::Set("+1".to_owned());
+    first.fields.insert("age".to_owned(), Some(FieldValue::Number(1.0)));
+    first.fields.insert("city".to_owned(), Some(FieldValue::Text("Oslo".to_owned())));
+    let mut second = contact("dup");
+    second.email = Patch::Set("second@example.com".to_owned());
+    second.fields.insert("age".to_owned(), Some(FieldValue::Number(2.0)));
+    let mut third = contact("dup");
+    third.phone = Patch::Clear;
+    let n = s
+        .upsert_contacts(a.id, &[first, contact("other"), second, third])
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+
+    let all = s.all_contacts(a.id).await.unwrap();
+    assert_eq!(ids(&all), ["dup", "other"]);
+    let dup = get(s, &a, "dup").await;
+    assert_eq!(dup.email.as_deref(), Some("second@example.com"));
+    assert_eq!(dup.phone, None);
+    assert_eq!(dup.fields["age"], FieldValue::Number(2.0));
+    assert_eq!(dup.fields["city"], FieldValue::Text("Oslo".to_owned()));
+
+    // Also when the contact already exists before the batch.
+    let mut a1 = contact("dup");
+    a1.fields.insert("city".to_owned(), None);
+    let mut a2 = contact("dup");
+    a2.fields.insert("age".to_owned(), Some(FieldValue::Number(3.0)));
+    s.upsert_contacts(a.id, &[a1, a2]).await.unwrap();
+    let dup = get(s, &a, "dup").await;
+    assert_eq!(dup.fields.len(), 1);
+    assert_eq!(dup.fields["age"], FieldValue::Number(3.0));
+    assert_eq!(dup.email.as_deref(), Some("second@example.com"));
+}
+
+async fn a_batch_of_ten_thousand_contacts_is_stored_in_one_call(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.create_field(a.id, &field("n", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("tag", FieldType::Text)).await.unwrap();
+    let batch: Vec<ContactUpsert> = (0..10_000)
+        .map(|i| {
+            let mut c = contact(&format!("contact-{i:05}"));
+            c.email = Patch::Set(format!("user{i}@example.com"));
+            c.phone = Patch::Set(format!("+4860{i:07}"));
+            c.push_tokens = Patch::Set(vec![format!("token-{i}")]);
+            c.fields.insert("n".to_owned(), Some(FieldValue::Number(f64::from(i))));
+            c.fields.insert("tag".to_owned(), Some(FieldValue::Text(format!("tag {}", i % 7))));
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(s.upsert_contacts(a.id, &batch).await.unwrap(), 10_000);
+    let created = started.elapsed();
+
+    // Again, as updates of every row.
+    let updates: Vec<ContactUpsert> = (0..10_000)
+        .map(|i| {
+            let mut c = contact(&format!("contact-{i:05}"));
+            c.fields.insert("n".to_owned(), Some(FieldValue::Number(f64::from(i) + 0.5)));
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(s.upsert_contacts(a.id, &updates).await.unwrap(), 10_000);
+    let updated = started.elapsed();
+    visible(&format!(
+        "{}: 10,000 contacts created in {created:?}, updated in {updated:?}",
+        s.backend()
+    ));
+    assert!(created < Duration::from_secs(20), "creating took {created:?}");
+    assert!(updated < Duration::from_secs(20), "updating took {updated:?}");
+
+    let all = s.all_contacts(a.id).await.unwrap();
+    assert_eq!(all.len(), 10_000);
+    let c = &all[1234];
+    assert_eq!(c.external_id, "contact-01234");
+    assert_eq!(c.email.as_deref(), Some("user1234@example.com"));
+    assert_eq!(c.push_tokens, ["token-1234"]);
+    assert_eq!(c.fields["n"], FieldValue::Number(1234.5));
+    assert_eq!(c.fields["tag"], FieldValue::Text("tag 2".to_owned()));
+}
+
+async fn contacts_are_paged_by_external_id_in_byte_order(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    // Byte order: uppercase before lowercase, digits before letters, non-ASCII last.
+    let names = ["b", "B", "a", "é", "10", "9", "a b", "ab", "z", "Ω", "_"];
+    let batch: Vec<ContactUpsert> = names.iter().map(|n| contact(n)).collect();
+    s.upsert_contacts(a.id, &batch).await.unwrap();
+    let mut expected: Vec<&str> = names.to_vec();
+    expected.sort_by(|x, y| x.as_bytes().cmp(y.as_bytes()));
+
+    assert_eq!(ids(&s.all_contacts(a.id).await.unwrap()), expected);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s.contacts_page(a.id, cursor.as_deref(), 3).await.unwrap();
+        assert!(page.len() <= 3);
+        if page.is_empty() {
+            break;
+        }
+        cursor = Some(page.last().unwrap().external_id.clone());
+        seen.extend(page.into_iter().map(|c| c.external_id));
+    }
+    assert_eq!(seen, expected);
+
+    // The cursor need not be an existing id.
+    let after_a = s.contacts_page(a.id, Some("aa"), 100).await.unwrap();
+    assert_eq!(ids(&after_a), ["ab", "b", "z", "é", "Ω"]);
+    assert!(s.contacts_page(a.id, Some("Ω"), 100).await.unwrap().is_empty());
+    assert_eq!(s.contacts_page(a.id, None, 1).await.unwrap()[0].external_id, "10");
+}
+
+async fn deleting_a_contact_removes_its_events(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.upsert_contacts(a.id, &[contact("gone"), contact("stays")]).await.unwrap();
+    let gone = get(s, &a, "gone").await;
+    let stays = get(s, &a, "stays").await;
+    let out = s
+        .insert_events(
+            a.id,
+            &[
+                system("gone", Some("e1"), 1_000, SystemEventKind::MailOpen),
+                custom("gone", Some("e2"), 2_000, "purchase", json!({"total": 10})),
+                visit("gone", None, 3_000, "https://example.com/"),
+                visit("stays", Some("e4"), 4_000, "https://example.com/pricing"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.accepted, 4);
+
+    assert!(s.delete_contact(a.id, "gone").await.unwrap());
+    assert!(!s.delete_contact(a.id, "gone").await.unwrap());
+    assert!(!s.delete_contact(a.id, "never").await.unwrap());
+    assert_eq!(s.contact(a.id, "gone").await.unwrap(), None);
+    assert!(s.contact_events(a.id, gone.id).await.unwrap().is_empty());
+    let left = s.all_events(a.id).await.unwrap();
+    assert_eq!(client_ids(&left), [Some("e4")]);
+    assert_eq!(left[0].contact_id, stays.id);
+
+    // The client ids of deleted events are free again; the same external id makes a
+    // new contact without the old events.
+    s.upsert_contacts(a.id, &[contact("gone")]).await.unwrap();
+    let again = get(s, &a, "gone").await;
+    assert!(s.contact_events(a.id, again.id).await.unwrap().is_empty());
+    let out = s
+        .insert_events(a.id, &[system("gone", Some("e1"), 5_000, SystemEventKind::MailClick)])
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+}
+
+async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")]).await.unwrap();
+    let ann = get(s, &a, "ann").await;
+    let bob = get(s, &a, "bob").await;
+
+    let fine: Timestamp = "2024-03-10T12:34:56.789987654Z".parse().unwrap();
+    let properties = json!({
+        "total": 12.5,
+        "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1}],
+        "coupon": null,
+        "gift": false,
+        "note": "zażółć \"gęślą\" jaźń \u{0001}",
+        "nested": {"deep": {"deeper": [1, 2, 3]}},
+        "big": 12345678901234567_i64,
+    });
+    let mut batch = vec![
+        NewEvent {
+            client_id: Some("sys-1".to_owned()),
+            contact: "ann".to_owned(),
+            timestamp: fine,
+            body: EventBody::System {
+                kind: SystemEventKind::MailClick,
+                campaign: Some("spring-sale".to_owned()),
+                url: Some("https://example.com/sale?x=1&y=2".to_owned()),
+            },
+        },
+        custom("bob", Some("cus-1"), 1_700_000_000_123, "purchase", properties.clone()),
+        visit("ann", None, 1_700_000_000_456, "https://example.com/pricing"),
+        custom("ann", None, 1_700_000_000_999, "login", json!({})),
+    ];
+    for (i, kind) in SystemEventKind::ALL.into_iter().enumerate() {
+        let mut e = system("bob", None, 1_000 + i as i64, kind);
+        e.body = EventBody::System {
+            kind,
+            campaign: None,
+            url: None,
+        };
+        batch.push(e);
+    }
+    let out = s.insert_events(a.id, &batch).await.unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 8, duplicates: 0 });
+
+    let all = s.all_events(a.id).await.unwrap();
+    assert_eq!(all.len(), 8);
+    // Arrival order, and every item as written except the cut timestamp.
+    for (stored, sent) in all.iter().zip(&batch) {
+        assert_eq!(stored.client_id, sent.client_id);
+        assert_eq!(stored.body, sent.body);
+        let want = if sent.contact == "ann" { ann.id } else { bob.id };
+        assert_eq!(stored.contact_id, want);
+    }
+    assert_eq!(all[0].timestamp, "2024-03-10T12:34:56.789Z".parse::<Timestamp>().unwrap());
+    assert_eq!(all[1].timestamp, ts(1_700_000_000_123));
+    match &all[1].body {
+        EventBody::Custom { properties: p, .. } => {
+            assert_eq!(serde_json::Value::Object(p.clone()), properties);
+            // Key order as sent.
+            let keys: Vec<&String> = p.keys().collect();
+            assert_eq!(keys, ["total", "items", "coupon", "gift", "note", "nested", "big"]);
+        }
+        other => panic!("expected a custom event, got {other:?}"),
+    }
+
+    let anns = s.contact_events(a.id, ann.id).await.unwrap();
+    assert_eq!(anns.len(), 3);
+    assert!(matches!(anns[0].body, EventBody::System { kind: SystemEventKind::MailClick, .. }));
+    assert!(matches!(anns[1].body, EventBody::Visit { .. }));
+    assert!(matches!(&anns[2].body, EventBody::Custom { name, .. } if name == "login"));
+    let bobs = s.contact_events(a.id, bob.id).await.unwrap();
+    assert_eq!(bobs.len(), 5);
+    assert_eq!(bobs[1].timestamp, ts(1_000));
+}
+
+async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")]).await.unwrap();
+
+    let out = s
+        .insert_events(
+            a.id,
+            &[
+                system("ann", Some("x1"), 1_000, SystemEventKind::MailOpen),
+                system("ann", Some("x2"), 2_000, SystemEventKind::MailOpen),
+                // Earlier in the same batch, of another kind and contact: a duplicate.
+                visit("bob", Some("x1"), 3_000, "https://example.com/"),
+                system("ann", None, 4_000, SystemEventKind::MailOpen),
+                system("ann", None, 4_000, SystemEventKind::MailOpen),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 4, duplicates: 1 });
+
+    let out = s
+        .insert_events(
+            a.id,
+            &[
+                // Already stored.
+                custom("bob", Some("x2"), 5_000, "purchase", json!({})),
+                custom("bob", Some("x3"), 6_000, "purchase", json!({})),
+                custom("bob", Some("x3"), 7_000, "purchase", json!({})),
+                custom("bob", Some("x1"), 8_000, "purchase", json!({})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 3 });
+
+    let all = s.all_events(a.id).await.unwrap();
+    assert_eq!(client_ids(&all), [Some("x1"), Some("x2"), None, None, Some("x3")]);
+    assert!(matches!(all[0].body, EventBody::System { .. }));
+    assert_eq!(all[0].timestamp, ts(1_000));
+    assert_eq!(all[4].timestamp, ts(6_000));
+
+    // Client ids are per account: another account may use the same ones.
+    let b = account(s, "Beta").await;
+    s.upsert_contacts(b.id, &[contact("ann")]).await.unwrap();
+    let out = s
+        .insert_events(b.id, &[system("ann", Some("x1"), 1_000, SystemEventKind::MailOpen)])
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+}
+
+async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Beta").await;
+    s.upsert_contacts(a.id, &[contact("ann")]).await.unwrap();
+    // Known in another account only: still unknown here.
+    s.upsert_contacts(b.id, &[contact("carl")]).await.unwrap();
+    s.insert_events(a.id, &[system("ann", Some("old"), 500, SystemEventKind::MailOpen)])
+        .await
+        .unwrap();
+
+    let err = s
+        .insert_events(
+            a.id,
+            &[
+                system("ann", Some("n1"), 1_000, SystemEventKind::MailOpen),
+                visit("nobody", None, 2_000, "https://example.com/"),
+                custom("ann", Some("n2"), 3_000, "x", json!({})),
+                custom("carl", None, 4_000, "x", json!({})),
+                visit("nobody", None, 5_000, "https://example.com/"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::UnknownContacts(indexes) => assert_eq!(indexes, [1, 3, 4]),
+        other => panic!("expected UnknownContacts, got {other:?}"),
+    }
+    assert_eq!(client_ids(&s.all_events(a.id).await.unwrap()), [Some("old")]);
+    assert!(s.all_events(b.id).await.unwrap().is_empty());
+    // Nothing was taken: the client ids of the refused batch are still free.
+    let out = s
+        .insert_events(a.id, &[system("ann", Some("n1"), 1_000, SystemEventKind::MailOpen)])
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+}
+
+async fn a_batch_of_ten_thousand_events_is_stored_in_one_call(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let contacts: Vec<ContactUpsert> = (0..1_000).map(|i| contact(&format!("c{i}"))).collect();
+    s.upsert_contacts(a.id, &contacts).await.unwrap();
+    let batch: Vec<NewEvent> = (0..10_000)
+        .map(|i| {
+            let who = format!("c{}", i % 1_000);
+            let id = format!("ev-{i}");
+            match i % 3 {
+                0 => system(&who, Some(&id), i, SystemEventKind::MailOpen),
+                1 => custom(&who, Some(&id), i, "purchase", json!({"n": i})),
+                _ => visit(&who, None, i, "https://example.com/"),
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let out = s.insert_events(a.id, &batch).await.unwrap();
+    let first = started.elapsed();
+    assert_eq!(out, InsertOutcome { accepted: 10_000, duplicates: 0 });
+    let started = Instant::now();
+    let out = s.insert_events(a.id, &batch).await.unwrap();
+    let again = started.elapsed();
+    // Visits carry no client id, so they are stored again.
+    assert_eq!(out, InsertOutcome { accepted: 3_333, duplicates: 6_667 });
+    visible(&format!(
+        "{}: 10,000 events inserted in {first:?}, re-sent in {again:?}",
+        s.backend()
+    ));
+    assert!(first < Duration::from_secs(20), "inserting took {first:?}");
+
+    let all = s.all_events(a.id).await.unwrap();
+    assert_eq!(all.len(), 13_333);
+    assert_eq!(all[9_999].timestamp, ts(9_999));
+    assert_eq!(all[10_000].timestamp, ts(2));
+}
+
+async fn empty_batches_store_nothing(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    assert_eq!(s.upsert_contacts(a.id, &[]).await.unwrap(), 0);
+    assert_eq!(s.insert_events(a.id, &[]).await.unwrap(), InsertOutcome::default());
+    assert!(s.all_contacts(a.id).await.unwrap().is_empty());
+    assert!(s.all_events(a.id).await.unwrap().is_empty());
+}
+
+async fn segments_are_created_read_updated_and_deleted(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let t1 = ts(1_700_000_000_000);
+    let t2 = ts(1_700_000_100_000);
+    let rule = json!({"any": [{"all": [{"field": "age", "op": "gt", "value": 18}]}, {"segment": 7, "op": "in"}]});
+    let created = s
+        .create_segment(
+            a.id,
+            &SegmentDraft {
+                name: "Adults".to_owned(),
+                description: String::new(),
+                rule: rule.clone(),
+            },
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.name, "Adults");
+    assert_eq!(created.description, "");
+    assert_eq!(created.rule, rule);
+    assert_eq!(created.created_at, t1);
+    assert_eq!(created.updated_at, t1);
+    // Canonical JSON comes back with its key order.
+    assert_eq!(created.rule.to_string(), rule.to_string());
+    assert_eq!(s.segment(a.id, created.id).await.unwrap(), Some(created.clone()));
+
+    let other = s.create_segment(a.id, &draft("Buyers"), t1).await.unwrap();
+    assert_ne!(other.id, created.id);
+
+    let updated = s
+        .update_segment(a.id, created.id, &draft("Grown-ups"), t2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.id, created.id);
+    assert_eq!(updated.name, "Grown-ups");
+    assert_eq!(updated.description, "about Grown-ups");
+    assert_eq!(updated.rule, draft("x").rule);
+    assert_eq!(updated.created_at, t1);
+    assert_eq!(updated.updated_at, t2);
+    assert_eq!(s.segment(a.id, created.id).await.unwrap(), Some(updated.clone()));
+    assert_eq!(s.segments(a.id, None).await.unwrap(), vec![updated.clone(), other.clone()]);
+
+    assert_eq!(s.update_segment(a.id, 999_999, &draft("Ghost"), t2).await.unwrap(), None);
+    assert_eq!(s.segment(a.id, 999_999).await.unwrap(), None);
+
+    assert!(s.delete_segment(a.id, created.id).await.unwrap());
+    assert!(!s.delete_segment(a.id, created.id).await.unwrap());
+    assert_eq!(s.segment(a.id, created.id).await.unwrap(), None);
+    assert_eq!(s.segments(a.id, None).await.unwrap(), vec![other]);
+    // A freed name can be taken again.
+    s.create_segment(a.id, &draft("grown-ups"), t2).await.unwrap();
+}
+
+async fn segment_names_conflict_case_insensitively(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let now = ts(1_700_000_000_000);
+    let vip = s.create_segment(a.id, &draft("VIP"), now).await.unwrap();
+    for taken in ["VIP", "vip", "Vip"] {
+        let err = s.create_segment(a.id, &draft(taken), now).await.unwrap_err();
+        match err {
+            StoreError::Conflict(what) => assert!(what.contains("segment name"), "{what}"),
+            other => panic!("expected a conflict for {taken:?}, got {other:?}"),
+        }
+    }
+    // Non-ASCII letters are folded too.
+    s.create_segment(a.id, &draft("Łódź Fans"), now).await.unwrap();
+    assert!(matches!(
+        s.create_segment(a.id, &draft("łÓDŹ fans"), now).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let other = s.create_segment(a.id, &draft("Regulars"), now).await.unwrap();
+    assert!(matches!(
+        s.update_segment(a.id, other.id, &draft("vip"), now).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.segment(a.id, other.id).await.unwrap().unwrap().name, "Regulars");
+    // Renaming a segment to its own name in another case is fine.
+    let renamed = s.update_segment(a.id, vip.id, &draft("vip"), now).await.unwrap().unwrap();
+    assert_eq!(renamed.name, "vip");
+    assert_eq!(s.segments(a.id, None).await.unwrap().len(), 3);
+
+    // Names are unique per account only.
+    let b = account(s, "Beta").await;
+    s.create_segment(b.id, &draft("VIP"), now).await.unwrap();
+}
+
+async fn segments_are_searched_by_case_insensitive_substring(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let now = ts(1_700_000_000_000);
+    for name in ["VIP customers", "New customers", "Churned", "ŻÓŁW club", "100% active"] {
+        s.create_segment(a.id, &draft(name), now).await.unwrap();
+    }
+    let names = |v: Vec<Segment>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.segments(a.id, Some("CUSTOMER")).await.unwrap()),
+        ["VIP customers", "New customers"]
+    );
+    assert_eq!(names(s.segments(a.id, Some("vip")).await.unwrap()), ["VIP customers"]);
+    assert_eq!(names(s.segments(a.id, Some("żółw")).await.unwrap()), ["ŻÓŁW club"]);
+    // Wildcards of SQL mean nothing here.
+    assert_eq!(names(s.segments(a.id, Some("%")).await.unwrap()), ["100% active"]);
+    assert!(s.segments(a.id, Some("_")).await.unwrap().is_empty());
+    assert!(s.segments(a.id, Some("nothing")).await.unwrap().is_empty());
+    assert_eq!(s.segments(a.id, Some("")).await.unwrap().len(), 5);
+    assert_eq!(s.segments(a.id, None).await.unwrap().len(), 5);
+}
+
+async fn one_account_cannot_see_or_change_another_accounts_data(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Beta").await;
+    let now = ts(1_700_000_000_000);
+
+    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    let mut c = contact("shared-id");
+    c.email = Patch::Set("a@example.com".to_owned());
+    c.fields.insert("age".to_owned(), Some(FieldValue::Number(30.0)));
+    s.upsert_contacts(a.id, &[c, contact("only-a")]).await.unwrap();
+    let a_contact = get(s, &a, "shared-id").await;
+    s.insert_events(a.id, &[system("shared-id", Some("ev"), 1_000, SystemEventKind::MailOpen)])
+        .await
+        .unwrap();
+    let a_segment = s.create_segment(a.id, &draft("Mine"), now).await.unwrap();
+    s.add_api_key(a.id, "key-a").await.unwrap();
+
+    // B sees none of it.
+    assert!(s.fields(b.id).await.unwrap().is_empty());
+    assert_eq!(s.contact(b.id, "shared-id").await.unwrap(), None);
+    assert_eq!(s.contact(b.id, "only-a").await.unwrap(), None);
+    assert!(s.all_contacts(b.id).await.unwrap().is_empty());
+    assert!(s.contacts_page(b.id, None, 100).await.unwrap().is_empty());
+    assert!(s.all_events(b.id).await.unwrap().is_empty());
+    assert!(s.contact_events(b.id, a_contact.id).await.unwrap().is_empty());
+    assert_eq!(s.segment(b.id, a_segment.id).await.unwrap(), None);
+    assert!(s.segments(b.id, None).await.unwrap().is_empty());
+    assert!(s.segments(b.id, Some("Mine")).await.unwrap().is_empty());
+
+    // B's deletes and updates of A's resources find nothing and change nothing.
+    assert!(!s.delete_field(b.id, "age").await.unwrap());
+    assert!(!s.delete_contact(b.id, "shared-id").await.unwrap());
+    assert!(!s.delete_segment(b.id, a_segment.id).await.unwrap());
+    assert_eq!(s.update_segment(b.id, a_segment.id, &draft("Stolen"), now).await.unwrap(), None);
+    assert!(matches!(
+        s.insert_events(b.id, &[system("shared-id", None, 1, SystemEventKind::MailOpen)]).await,
+        Err(StoreError::UnknownContacts(i)) if i == [0]
+    ));
+
+    // B's own contact with the same external id is a different contact.
+    let mut bc = contact("shared-id");
+    bc.email = Patch::Set("b@example.com".to_owned());
+    s.upsert_contacts(b.id, &[bc]).await.unwrap();
+    let b_contact = get(s, &b, "shared-id").await;
+    assert_ne!(b_contact.id, a_contact.id);
+    assert!(b_contact.fields.is_empty());
+    // B's same-named segment and field do not collide with A's.
+    s.create_segment(b.id, &draft("mine"), now).await.unwrap();
+    s.create_field(b.id, &field("age", FieldType::Text)).await.unwrap();
+    assert_eq!(s.account_by_api_key("key-a").await.unwrap(), Some(a.clone()));
+
+    // A is exactly as it was.
+    assert_eq!(get(s, &a, "shared-id").await, a_contact);
+    assert_eq!(get(s, &a, "shared-id").await.fields["age"], FieldValue::Number(30.0));
+    assert_eq!(ids(&s.all_contacts(a.id).await.unwrap()), ["only-a", "shared-id"]);
+    assert_eq!(s.all_events(a.id).await.unwrap().len(), 1);
+    assert_eq!(s.segment(a.id, a_segment.id).await.unwrap(), Some(a_segment));
+    assert_eq!(s.fields(a.id).await.unwrap(), vec![field("age", FieldType::Number)]);
+    // Deleting B's field leaves A's values alone.
+    assert!(s.delete_field(b.id, "age").await.unwrap());
+    assert_eq!(get(s, &a, "shared-id").await.fields["age"], FieldValue::Number(30.0));
+}
+
+async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
+    const WRITERS: usize = 6;
+    const CONTACTS: usize = 300;
+    let s = ctx.store.clone();
+    let a = account(&s, "Acme").await;
+    for w in 0..WRITERS {
+        s.create_field(a.id, &field(&format!("w{w}"), FieldType::Boolean)).await.unwrap();
+    }
+    s.upsert_contacts(a.id, &[contact("seed")]).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            let mut duplicates = 0;
+            for round in 0..3 {
+                // Every writer upserts the same contacts, each setting its own field.
+                let batch: Vec<ContactUpsert> = (0..CONTACTS)
+                    .map(|i| {
+                        let mut c = contact(&format!("c{i:04}"));
+                        c.fields.insert(format!("w{w}"), Some(FieldValue::Boolean(round % 2 == 0)));
+                        c
+                    })
+                    .collect();
+                s.upsert_contacts(a.id, &batch).await.unwrap();
+                // Every writer sends the same client ids.
+                let events: Vec<NewEvent> = (0..100)
+                    .map(|i| {
+                        let id = format!("shared-{round}-{i}");
+                        system("seed", Some(&id), i, SystemEventKind::MailOpen)
+                    })
+                    .collect();
+                let out = s.insert_events(a.id, &events).await.unwrap();
+                accepted += out.accepted;
+                duplicates += out.duplicates;
+            }
+            (accepted, duplicates)
+        }));
+    }
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    for t in tasks {
+        let (acc, dup) = t.await.unwrap();
+        accepted += acc;
+        duplicates += dup;
+    }
+
+    assert_eq!(accepted, 300, "each shared client id is accepted exactly once");
+    assert_eq!(duplicates, (WRITERS as u64 - 1) * 300);
+    let events = s.all_events(a.id).await.unwrap();
+    assert_eq!(events.len(), 300);
+    let distinct: BTreeSet<_> = events.iter().map(|e| e.client_id.clone()).collect();
+    assert_eq!(distinct.len(), 300);
+
+    let all = s.all_contacts(a.id).await.unwrap();
+    assert_eq!(all.len(), CONTACTS + 1, "no external id stored twice");
+    let distinct: BTreeSet<_> = all.iter().map(|c| c.external_id.clone()).collect();
+    assert_eq!(distinct.len(), CONTACTS + 1);
+    // No writer's change was lost to another's read-merge-write.
+    for c in all.iter().filter(|c| c.external_id != "seed") {
+        assert_eq!(c.fields.len(), WRITERS, "{}: {:?}", c.external_id, c.fields);
+        assert!(c.fields.values().all(|v| *v == FieldValue::Boolean(true)));
+    }
+}
+
+async fn data_survives_reopening_the_store(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    let mut c = contact("ann");
+    c.fields.insert("age".to_owned(), Some(FieldValue::Number(5.0)));
+    s.upsert_contacts(a.id, &[c]).await.unwrap();
+    s.insert_events(a.id, &[visit("ann", Some("v"), 1, "https://example.com/")])
+        .await
+        .unwrap();
+    let seg = s.create_segment(a.id, &draft("Kids"), ts(1)).await.unwrap();
+
+    // A second store on the same database: migrations already applied, data all there.
+    let again = open(&ctx.url).await.unwrap();
+    assert_eq!(again.accounts().await.unwrap(), vec![a.clone()]);
+    assert_eq!(again.contact(a.id, "ann").await.unwrap(), s.contact(a.id, "ann").await.unwrap());
+    assert_eq!(again.all_events(a.id).await.unwrap().len(), 1);
+    assert_eq!(again.segment(a.id, seg.id).await.unwrap(), Some(seg));
+    // Writes through one are seen by the other.
+    again.upsert_contacts(a.id, &[contact("bob")]).await.unwrap();
+    assert_eq!(ids(&s.all_contacts(a.id).await.unwrap()), ["ann", "bob"]);
+}
