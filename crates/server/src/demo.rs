@@ -75,7 +75,13 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
         if rng.random_bool(0.95) {
             set("city", FieldValue::Text(CITIES[rng.random_range(0..CITIES.len())].into()));
         }
-        set("plan", FieldValue::Text(PLANS[rng.random_range(0..10).min(2) / 1].into()));
+        // 60 % free, 30 % pro, 10 % enterprise.
+        let plan = match rng.random_range(0..10) {
+            0..6 => PLANS[0],
+            6..9 => PLANS[1],
+            _ => PLANS[2],
+        };
+        set("plan", FieldValue::Text(plan.into()));
         if rng.random_bool(0.8) {
             set("age", FieldValue::Number(rng.random_range(18..75) as f64));
         }
@@ -128,7 +134,8 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
                 body: EventBody::Custom {
                     name: "purchase".into(),
                     properties: json!({
-                        "amount": rng.random_range(5..500),
+                        // Most purchases are small: amount = 5 + 495·u³.
+                        "amount": (5.0 + 495.0 * rng.random::<f64>().powi(3)).round(),
                         "category": CATEGORIES[rng.random_range(0..CATEGORIES.len())],
                         "shipping": {"country": if rng.random_bool(0.8) { "PL" } else { "DE" }},
                     })

@@ -87,7 +87,8 @@ pub(crate) const CONTACT_COLUMNS: &str =
 
 impl ContactRow {
     pub fn decode(self, types: &FieldTypes) -> Result<Contact> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("contact {:?}: {what}", self.external_id));
+        let corrupt =
+            |what: &str| StoreError::Corrupt(format!("contact {:?}: {what}", self.external_id));
         let email_status = match self.email_status.as_deref() {
             None => None,
             Some(s) => Some(EmailStatus::parse(s).ok_or_else(|| corrupt("email_status"))?),
@@ -140,7 +141,8 @@ pub(crate) struct ContactState {
 impl ContactState {
     /// Reads a stored row; only the raw JSON shapes are checked here.
     pub fn from_row(row: &ContactRow) -> Result<Self> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("contact {:?}: {what}", row.external_id));
+        let corrupt =
+            |what: &str| StoreError::Corrupt(format!("contact {:?}: {what}", row.external_id));
         Ok(ContactState {
             email: row.email.clone(),
             phone: row.phone.clone(),
@@ -152,7 +154,8 @@ impl ContactState {
                 None => None,
                 Some(s) => Some(SmsStatus::parse(s).ok_or_else(|| corrupt("sms_status"))?),
             },
-            push_tokens: serde_json::from_str(&row.push_tokens).map_err(|_| corrupt("push_tokens"))?,
+            push_tokens: serde_json::from_str(&row.push_tokens)
+                .map_err(|_| corrupt("push_tokens"))?,
             fields: serde_json::from_str(&row.fields).map_err(|_| corrupt("fields"))?,
         })
     }
@@ -234,7 +237,11 @@ pub(crate) struct EventColumns {
 
 pub(crate) fn encode_event(body: &EventBody) -> EventColumns {
     match body {
-        EventBody::System { kind, campaign, url } => EventColumns {
+        EventBody::System {
+            kind,
+            campaign,
+            url,
+        } => EventColumns {
             kind: kind.as_str(),
             name: None,
             campaign: campaign.clone(),
@@ -290,14 +297,20 @@ where
     }
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "contact_id, kind, name, ts, campaign, url, properties, client_id";
+pub(crate) const EVENT_COLUMNS: &str =
+    "contact_id, kind, name, ts, campaign, url, properties, client_id";
 
 impl EventRow {
     pub fn decode(self) -> Result<StoredEvent> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("event of contact {}: {what}", self.contact_id));
+        let corrupt = |what: &str| {
+            StoreError::Corrupt(format!("event of contact {}: {what}", self.contact_id))
+        };
         let body = match self.kind.as_str() {
             "custom" => {
-                let name = self.name.clone().ok_or_else(|| corrupt("custom event without a name"))?;
+                let name = self
+                    .name
+                    .clone()
+                    .ok_or_else(|| corrupt("custom event without a name"))?;
                 let properties = match self.properties.as_deref() {
                     None => serde_json::Map::new(),
                     Some(text) => serde_json::from_str(text).map_err(|_| corrupt("properties"))?,
@@ -305,10 +318,14 @@ impl EventRow {
                 EventBody::Custom { name, properties }
             }
             "visit" => EventBody::Visit {
-                url: self.url.clone().ok_or_else(|| corrupt("visit without a url"))?,
+                url: self
+                    .url
+                    .clone()
+                    .ok_or_else(|| corrupt("visit without a url"))?,
             },
             other => EventBody::System {
-                kind: SystemEventKind::parse(other).ok_or_else(|| corrupt(&format!("kind {other:?}")))?,
+                kind: SystemEventKind::parse(other)
+                    .ok_or_else(|| corrupt(&format!("kind {other:?}")))?,
                 campaign: self.campaign.clone(),
                 url: self.url.clone(),
             },

@@ -26,7 +26,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://…`) and applies the migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(PostgresStore { pool })
     }
@@ -37,7 +40,10 @@ impl PostgresStore {
 }
 
 /// The account's field types, read inside a transaction.
-async fn field_types_in(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, account: AccountId) -> Result<FieldTypes> {
+async fn field_types_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    account: AccountId,
+) -> Result<FieldTypes> {
     let rows = sqlx::query("SELECT key, type FROM fields WHERE account_id = $1")
         .bind(account)
         .fetch_all(&mut **tx)
@@ -127,10 +133,11 @@ impl Store for PostgresStore {
     }
 
     async fn fields(&self, account: AccountId) -> Result<Vec<FieldDef>> {
-        let rows = sqlx::query("SELECT key, label, type FROM fields WHERE account_id = $1 ORDER BY key")
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT key, label, type FROM fields WHERE account_id = $1 ORDER BY key")
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(FieldDef {
@@ -176,6 +183,7 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        lock_contacts(&mut tx, account).await?;
 
         let ids = distinct(batch.iter().map(|c| c.external_id.as_str()));
         let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
@@ -257,17 +265,31 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Contact>> {
         let types = self.field_types(account).await?;
-        // `external_id` has the "C" collation: byte order, as on SQLite.
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts \
-             WHERE account_id = $1 AND ($2::text IS NULL OR external_id > $2) \
-             ORDER BY external_id LIMIT $3"
-        )))
-        .bind(account)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // `external_id` has the "C" collation: byte order, as on SQLite. Two statements
+        // rather than `$2 IS NULL OR …`, so a cached generic plan still seeks the index.
+        let rows: Vec<ContactRow> = match after {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts \
+                     WHERE account_id = $1 AND external_id > $2 ORDER BY external_id LIMIT $3"
+                )))
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts \
+                     WHERE account_id = $1 ORDER BY external_id LIMIT $2"
+                )))
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.into_iter().map(|r| r.decode(&types)).collect()
     }
 
@@ -284,12 +306,13 @@ impl Store for PostgresStore {
 
     async fn delete_contact(&self, account: AccountId, external_id: &str) -> Result<bool> {
         // Events and visits go with the contact (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND external_id = $2")
-            .bind(account)
-            .bind(external_id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND external_id = $2")
+                .bind(account)
+                .bind(external_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(deleted > 0)
     }
 
@@ -383,7 +406,11 @@ impl Store for PostgresStore {
         rows.into_iter().map(EventRow::decode).collect()
     }
 
-    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>> {
+    async fn contact_events(
+        &self,
+        account: AccountId,
+        contact: ContactId,
+    ) -> Result<Vec<StoredEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND contact_id = $2 ORDER BY id"
         )))
@@ -394,7 +421,12 @@ impl Store for PostgresStore {
         rows.into_iter().map(EventRow::decode).collect()
     }
 
-    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment> {
+    async fn create_segment(
+        &self,
+        account: AccountId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Segment> {
         let now_ms = to_ms(now);
         let row: SegmentRow = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO segments (account_id, name, name_key, description, rule, created_at, updated_at) \
@@ -454,7 +486,10 @@ impl Store for PostgresStore {
         .bind(account)
         .fetch_all(&self.pool)
         .await?;
-        let segments = rows.into_iter().map(SegmentRow::decode).collect::<Result<Vec<_>>>()?;
+        let segments = rows
+            .into_iter()
+            .map(SegmentRow::decode)
+            .collect::<Result<Vec<_>>>()?;
         Ok(filter_segments(segments, search))
     }
 
@@ -471,7 +506,10 @@ impl Store for PostgresStore {
 
 /// Serializes, inside one account, the transactions that read and rewrite contacts'
 /// attributes. Released at commit or rollback.
-async fn lock_contacts(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, account: AccountId) -> Result<()> {
+async fn lock_contacts(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    account: AccountId,
+) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('segmentd.contacts', $1))")
         .bind(account)
         .execute(&mut **tx)

@@ -64,7 +64,10 @@ impl SqliteStore {
 }
 
 /// The account's field types, read inside a transaction.
-async fn field_types_in(tx: &mut sqlx::Transaction<'static, Sqlite>, account: AccountId) -> Result<FieldTypes> {
+async fn field_types_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    account: AccountId,
+) -> Result<FieldTypes> {
     let rows = sqlx::query("SELECT key, type FROM fields WHERE account_id = ?")
         .bind(account)
         .fetch_all(&mut **tx)
@@ -84,7 +87,10 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
 
 /// Whether a field key can be written inside a JSON path `$."key"` as it is.
 fn plain_key(key: &str) -> bool {
-    !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 #[async_trait]
@@ -159,10 +165,11 @@ impl Store for SqliteStore {
     }
 
     async fn fields(&self, account: AccountId) -> Result<Vec<FieldDef>> {
-        let rows = sqlx::query("SELECT key, label, type FROM fields WHERE account_id = ? ORDER BY key")
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT key, label, type FROM fields WHERE account_id = ? ORDER BY key")
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(FieldDef {
@@ -204,8 +211,9 @@ impl Store for SqliteStore {
             for row in rows {
                 let id: i64 = row.try_get("id")?;
                 let text: String = row.try_get("fields")?;
-                let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("contact {id}: fields: {e}")))?;
+                let mut map: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("contact {id}: fields: {e}")))?;
                 if map.remove(key).is_some() {
                     sqlx::query("UPDATE contacts SET fields = ? WHERE account_id = ? AND id = ?")
                         .bind(serde_json::Value::Object(map).to_string())
@@ -237,7 +245,11 @@ impl Store for SqliteStore {
                 list.push_bind(*id);
             }
             qb.push(")");
-            let rows: Vec<ContactRow> = qb.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
+            let rows: Vec<ContactRow> = qb
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await?;
             for row in rows {
                 let state = ContactState::from_row(&row)?;
                 existing.insert(row.external_id, state);
@@ -300,17 +312,15 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Contact>> {
         let types = self.field_types(account).await?;
         let rows: Vec<ContactRow> = match after {
-            Some(after) => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? AND external_id > ? \
+            Some(after) => sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? AND external_id > ? \
                      ORDER BY external_id LIMIT ?"
-                )))
-                .bind(account)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+            )))
+            .bind(account)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
             None => {
                 sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = ? \
@@ -398,7 +408,12 @@ impl Store for SqliteStore {
                     .push_bind(event.client_id.as_deref());
             });
             qb.push(" ON CONFLICT (account_id, client_id) DO NOTHING");
-            accepted += qb.build().persistent(false).execute(&mut *tx).await?.rows_affected();
+            accepted += qb
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(InsertOutcome {
@@ -417,7 +432,11 @@ impl Store for SqliteStore {
         rows.into_iter().map(EventRow::decode).collect()
     }
 
-    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>> {
+    async fn contact_events(
+        &self,
+        account: AccountId,
+        contact: ContactId,
+    ) -> Result<Vec<StoredEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = ? AND contact_id = ? ORDER BY id"
         )))
@@ -428,7 +447,12 @@ impl Store for SqliteStore {
         rows.into_iter().map(EventRow::decode).collect()
     }
 
-    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment> {
+    async fn create_segment(
+        &self,
+        account: AccountId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Segment> {
         let now_ms = to_ms(now);
         let row: SegmentRow = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO segments (account_id, name, name_key, description, rule, created_at, updated_at) \
@@ -489,7 +513,10 @@ impl Store for SqliteStore {
         .bind(account)
         .fetch_all(&self.pool)
         .await?;
-        let segments = rows.into_iter().map(SegmentRow::decode).collect::<Result<Vec<_>>>()?;
+        let segments = rows
+            .into_iter()
+            .map(SegmentRow::decode)
+            .collect::<Result<Vec<_>>>()?;
         Ok(filter_segments(segments, search))
     }
 

@@ -95,7 +95,9 @@ where
         }
         Backend::Postgres => {
             let admin_url = postgres_admin_url();
-            let admin = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url)).await;
+            let admin =
+                tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin_url))
+                    .await;
             let mut admin = match admin {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => return postgres_unreachable(test, &admin_url, &e.to_string()),
@@ -106,20 +108,29 @@ where
                 format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
                 format!("CREATE DATABASE {db}"),
             ] {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
             }
             let url = with_database(&admin_url, &db);
             let outcome = match open(&url).await {
                 Ok(store) => {
                     assert_eq!(store.backend(), "postgres");
-                    Ok(tokio::spawn(scenario(Ctx { store, url: url.clone() })).await)
+                    Ok(tokio::spawn(scenario(Ctx {
+                        store,
+                        url: url.clone(),
+                    }))
+                    .await)
                 }
                 Err(e) => Err(e),
             };
             // Best effort: a failed drop leaves a database named after this process.
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
-                .execute(&mut admin)
-                .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
             match outcome {
                 Err(e) => panic!("opening {url}: {e}"),
                 Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
@@ -133,7 +144,9 @@ fn postgres_unreachable(test: &str, url: &str, why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("PostgreSQL at {url} is unreachable and CI is set: {why}");
     }
-    visible(&format!("SKIPPED postgres: {test}: server at {url} unreachable: {why}"));
+    visible(&format!(
+        "SKIPPED postgres: {test}: server at {url} unreachable: {why}"
+    ));
 }
 
 /// Declares each scenario as a test in `mod sqlite` and in `mod postgres`.
@@ -216,7 +229,13 @@ fn system(contact: &str, client_id: Option<&str>, ms: i64, kind: SystemEventKind
     }
 }
 
-fn custom(contact: &str, client_id: Option<&str>, ms: i64, name: &str, properties: serde_json::Value) -> NewEvent {
+fn custom(
+    contact: &str,
+    client_id: Option<&str>,
+    ms: i64,
+    name: &str,
+    properties: serde_json::Value,
+) -> NewEvent {
     NewEvent {
         client_id: client_id.map(str::to_owned),
         contact: contact.to_owned(),
@@ -233,7 +252,9 @@ fn visit(contact: &str, client_id: Option<&str>, ms: i64, url: &str) -> NewEvent
         client_id: client_id.map(str::to_owned),
         contact: contact.to_owned(),
         timestamp: ts(ms),
-        body: EventBody::Visit { url: url.to_owned() },
+        body: EventBody::Visit {
+            url: url.to_owned(),
+        },
     }
 }
 
@@ -298,10 +319,18 @@ async fn fields_are_listed_by_key_and_a_taken_key_conflicts(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
     assert_eq!(s.fields(a.id).await.unwrap(), vec![]);
-    s.create_field(a.id, &field("zip", FieldType::Text)).await.unwrap();
-    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
-    s.create_field(a.id, &field("birthday", FieldType::Date)).await.unwrap();
-    s.create_field(a.id, &field("vip", FieldType::Boolean)).await.unwrap();
+    s.create_field(a.id, &field("zip", FieldType::Text))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("age", FieldType::Number))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("birthday", FieldType::Date))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("vip", FieldType::Boolean))
+        .await
+        .unwrap();
     assert_eq!(
         s.fields(a.id).await.unwrap(),
         vec![
@@ -312,41 +341,70 @@ async fn fields_are_listed_by_key_and_a_taken_key_conflicts(ctx: Ctx) {
         ]
     );
 
-    let err = s.create_field(a.id, &field("age", FieldType::Text)).await.unwrap_err();
+    let err = s
+        .create_field(a.id, &field("age", FieldType::Text))
+        .await
+        .unwrap_err();
     match err {
         StoreError::Conflict(what) => assert!(what.contains("age"), "{what}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
     // The first definition is untouched.
-    assert_eq!(s.fields(a.id).await.unwrap()[0], field("age", FieldType::Number));
+    assert_eq!(
+        s.fields(a.id).await.unwrap()[0],
+        field("age", FieldType::Number)
+    );
 
     assert!(s.delete_field(a.id, "zip").await.unwrap());
     assert!(!s.delete_field(a.id, "zip").await.unwrap());
     assert!(!s.delete_field(a.id, "never").await.unwrap());
     assert_eq!(s.fields(a.id).await.unwrap().len(), 3);
     // A deleted key can be declared again, with another type.
-    s.create_field(a.id, &field("zip", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("zip", FieldType::Number))
+        .await
+        .unwrap();
 }
 
 async fn field_values_of_every_type_round_trip(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.create_field(a.id, &field("name", FieldType::Text)).await.unwrap();
-    s.create_field(a.id, &field("score", FieldType::Number)).await.unwrap();
-    s.create_field(a.id, &field("born", FieldType::Date)).await.unwrap();
-    s.create_field(a.id, &field("vip", FieldType::Boolean)).await.unwrap();
+    s.create_field(a.id, &field("name", FieldType::Text))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("score", FieldType::Number))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("born", FieldType::Date))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("vip", FieldType::Boolean))
+        .await
+        .unwrap();
 
     let values = BTreeMap::from([
-        ("name".to_owned(), FieldValue::Text("Zoë \"quoted\" \\ ☃ 日本".to_owned())),
+        (
+            "name".to_owned(),
+            FieldValue::Text("Zoë \"quoted\" \\ ☃ 日本".to_owned()),
+        ),
         ("score".to_owned(), FieldValue::Number(-1234.5678e-3)),
-        ("born".to_owned(), FieldValue::Date("2024-02-29".parse().unwrap())),
+        (
+            "born".to_owned(),
+            FieldValue::Date("2024-02-29".parse().unwrap()),
+        ),
         ("vip".to_owned(), FieldValue::Boolean(false)),
     ]);
     let mut c = contact("c1");
-    c.fields = values.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    c.fields = values
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     let mut big = contact("c2");
-    big.fields.insert("score".to_owned(), Some(FieldValue::Number(1.7976931348623157e308)));
-    big.fields.insert("vip".to_owned(), Some(FieldValue::Boolean(true)));
+    big.fields.insert(
+        "score".to_owned(),
+        Some(FieldValue::Number(1.7976931348623157e308)),
+    );
+    big.fields
+        .insert("vip".to_owned(), Some(FieldValue::Boolean(true)));
     s.upsert_contacts(a.id, &[c, big]).await.unwrap();
 
     assert_eq!(get(s, &a, "c1").await.fields, values);
@@ -361,14 +419,22 @@ async fn deleting_a_field_removes_its_values_from_every_contact(ctx: Ctx) {
     let a = account(s, "Acme").await;
     let b = account(s, "Beta").await;
     for acc in [&a, &b] {
-        s.create_field(acc.id, &field("age", FieldType::Number)).await.unwrap();
-        s.create_field(acc.id, &field("city", FieldType::Text)).await.unwrap();
+        s.create_field(acc.id, &field("age", FieldType::Number))
+            .await
+            .unwrap();
+        s.create_field(acc.id, &field("city", FieldType::Text))
+            .await
+            .unwrap();
     }
     let batch: Vec<ContactUpsert> = (0..50)
         .map(|i| {
             let mut c = contact(&format!("c{i}"));
-            c.fields.insert("age".to_owned(), Some(FieldValue::Number(f64::from(i))));
-            c.fields.insert("city".to_owned(), Some(FieldValue::Text("Kraków".to_owned())));
+            c.fields
+                .insert("age".to_owned(), Some(FieldValue::Number(f64::from(i))));
+            c.fields.insert(
+                "city".to_owned(),
+                Some(FieldValue::Text("Kraków".to_owned())),
+            );
             c
         })
         .collect();
@@ -377,7 +443,12 @@ async fn deleting_a_field_removes_its_values_from_every_contact(ctx: Ctx) {
 
     assert!(s.delete_field(a.id, "age").await.unwrap());
     for c in s.all_contacts(a.id).await.unwrap() {
-        assert_eq!(c.fields.keys().collect::<Vec<_>>(), ["city"], "{}", c.external_id);
+        assert_eq!(
+            c.fields.keys().collect::<Vec<_>>(),
+            ["city"],
+            "{}",
+            c.external_id
+        );
     }
     // The other account keeps its field and values.
     for c in s.all_contacts(b.id).await.unwrap() {
@@ -386,23 +457,37 @@ async fn deleting_a_field_removes_its_values_from_every_contact(ctx: Ctx) {
 
     // Declared again with another type, the field starts empty: no stale value is read
     // back (nor fails to parse).
-    s.create_field(a.id, &field("age", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("age", FieldType::Text))
+        .await
+        .unwrap();
     let c = get(s, &a, "c7").await;
     assert_eq!(c.fields.get("age"), None);
     let mut patch = contact("c7");
-    patch.fields.insert("age".to_owned(), Some(FieldValue::Text("seven".to_owned())));
+    patch
+        .fields
+        .insert("age".to_owned(), Some(FieldValue::Text("seven".to_owned())));
     s.upsert_contacts(a.id, &[patch]).await.unwrap();
-    assert_eq!(get(s, &a, "c7").await.fields["age"], FieldValue::Text("seven".to_owned()));
+    assert_eq!(
+        get(s, &a, "c7").await.fields["age"],
+        FieldValue::Text("seven".to_owned())
+    );
 }
 
 async fn upsert_creates_contacts_then_patches_only_what_it_names(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
-    s.create_field(a.id, &field("city", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("age", FieldType::Number))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("city", FieldType::Text))
+        .await
+        .unwrap();
 
     // A bare contact: nothing set.
-    assert_eq!(s.upsert_contacts(a.id, &[contact("bare")]).await.unwrap(), 1);
+    assert_eq!(
+        s.upsert_contacts(a.id, &[contact("bare")]).await.unwrap(),
+        1
+    );
     let bare = get(s, &a, "bare").await;
     assert_eq!(bare.email, None);
     assert_eq!(bare.phone, None);
@@ -417,8 +502,10 @@ async fn upsert_creates_contacts_then_patches_only_what_it_names(ctx: Ctx) {
     full.email_status = Patch::Set(EmailStatus::Bounced);
     full.sms_status = Patch::Set(SmsStatus::Unsubscribed);
     full.push_tokens = Patch::Set(vec!["tok1".to_owned(), "tok2".to_owned()]);
-    full.fields.insert("age".to_owned(), Some(FieldValue::Number(41.0)));
-    full.fields.insert("city".to_owned(), Some(FieldValue::Text("Łódź".to_owned())));
+    full.fields
+        .insert("age".to_owned(), Some(FieldValue::Number(41.0)));
+    full.fields
+        .insert("city".to_owned(), Some(FieldValue::Text("Łódź".to_owned())));
     assert_eq!(s.upsert_contacts(a.id, &[full]).await.unwrap(), 1);
     let created = get(s, &a, "full").await;
     assert_eq!(created.external_id, "full");
@@ -447,7 +534,10 @@ async fn upsert_creates_contacts_then_patches_only_what_it_names(ctx: Ctx) {
     assert_eq!(patched.email.as_deref(), Some("ann@new.example"));
     assert_eq!(patched.phone, None);
     assert_eq!(patched.email_status, None);
-    assert_eq!(patched.effective_email_status(), Some(EmailStatus::Subscribed));
+    assert_eq!(
+        patched.effective_email_status(),
+        Some(EmailStatus::Subscribed)
+    );
     assert_eq!(patched.sms_status, Some(SmsStatus::Unsubscribed));
     assert_eq!(patched.effective_sms_status(), None);
     assert_eq!(patched.push_tokens, ["tok3"]);
@@ -474,17 +564,27 @@ async fn upsert_creates_contacts_then_patches_only_what_it_names(ctx: Ctx) {
 async fn the_same_external_id_twice_in_a_batch_applies_in_order(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
-    s.create_field(a.id, &field("city", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("age", FieldType::Number))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("city", FieldType::Text))
+        .await
+        .unwrap();
 
     let mut first = contact("dup");
     first.email = Patch::Set("first@example.com".to_owned());
     first.phone = Patch::Set("+1".to_owned());
-    first.fields.insert("age".to_owned(), Some(FieldValue::Number(1.0)));
-    first.fields.insert("city".to_owned(), Some(FieldValue::Text("Oslo".to_owned())));
+    first
+        .fields
+        .insert("age".to_owned(), Some(FieldValue::Number(1.0)));
+    first
+        .fields
+        .insert("city".to_owned(), Some(FieldValue::Text("Oslo".to_owned())));
     let mut second = contact("dup");
     second.email = Patch::Set("second@example.com".to_owned());
-    second.fields.insert("age".to_owned(), Some(FieldValue::Number(2.0)));
+    second
+        .fields
+        .insert("age".to_owned(), Some(FieldValue::Number(2.0)));
     let mut third = contact("dup");
     third.phone = Patch::Clear;
     let n = s
@@ -505,7 +605,8 @@ async fn the_same_external_id_twice_in_a_batch_applies_in_order(ctx: Ctx) {
     let mut a1 = contact("dup");
     a1.fields.insert("city".to_owned(), None);
     let mut a2 = contact("dup");
-    a2.fields.insert("age".to_owned(), Some(FieldValue::Number(3.0)));
+    a2.fields
+        .insert("age".to_owned(), Some(FieldValue::Number(3.0)));
     s.upsert_contacts(a.id, &[a1, a2]).await.unwrap();
     let dup = get(s, &a, "dup").await;
     assert_eq!(dup.fields.len(), 1);
@@ -516,16 +617,24 @@ async fn the_same_external_id_twice_in_a_batch_applies_in_order(ctx: Ctx) {
 async fn a_batch_of_ten_thousand_contacts_is_stored_in_one_call(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.create_field(a.id, &field("n", FieldType::Number)).await.unwrap();
-    s.create_field(a.id, &field("tag", FieldType::Text)).await.unwrap();
+    s.create_field(a.id, &field("n", FieldType::Number))
+        .await
+        .unwrap();
+    s.create_field(a.id, &field("tag", FieldType::Text))
+        .await
+        .unwrap();
     let batch: Vec<ContactUpsert> = (0..10_000)
         .map(|i| {
             let mut c = contact(&format!("contact-{i:05}"));
             c.email = Patch::Set(format!("user{i}@example.com"));
             c.phone = Patch::Set(format!("+4860{i:07}"));
             c.push_tokens = Patch::Set(vec![format!("token-{i}")]);
-            c.fields.insert("n".to_owned(), Some(FieldValue::Number(f64::from(i))));
-            c.fields.insert("tag".to_owned(), Some(FieldValue::Text(format!("tag {}", i % 7))));
+            c.fields
+                .insert("n".to_owned(), Some(FieldValue::Number(f64::from(i))));
+            c.fields.insert(
+                "tag".to_owned(),
+                Some(FieldValue::Text(format!("tag {}", i % 7))),
+            );
             c
         })
         .collect();
@@ -537,7 +646,8 @@ async fn a_batch_of_ten_thousand_contacts_is_stored_in_one_call(ctx: Ctx) {
     let updates: Vec<ContactUpsert> = (0..10_000)
         .map(|i| {
             let mut c = contact(&format!("contact-{i:05}"));
-            c.fields.insert("n".to_owned(), Some(FieldValue::Number(f64::from(i) + 0.5)));
+            c.fields
+                .insert("n".to_owned(), Some(FieldValue::Number(f64::from(i) + 0.5)));
             c
         })
         .collect();
@@ -548,8 +658,14 @@ async fn a_batch_of_ten_thousand_contacts_is_stored_in_one_call(ctx: Ctx) {
         "{}: 10,000 contacts created in {created:?}, updated in {updated:?}",
         s.backend()
     ));
-    assert!(created < Duration::from_secs(20), "creating took {created:?}");
-    assert!(updated < Duration::from_secs(20), "updating took {updated:?}");
+    assert!(
+        created < Duration::from_secs(20),
+        "creating took {created:?}"
+    );
+    assert!(
+        updated < Duration::from_secs(20),
+        "updating took {updated:?}"
+    );
 
     let all = s.all_contacts(a.id).await.unwrap();
     assert_eq!(all.len(), 10_000);
@@ -589,14 +705,24 @@ async fn contacts_are_paged_by_external_id_in_byte_order(ctx: Ctx) {
     // The cursor need not be an existing id.
     let after_a = s.contacts_page(a.id, Some("aa"), 100).await.unwrap();
     assert_eq!(ids(&after_a), ["ab", "b", "z", "é", "Ω"]);
-    assert!(s.contacts_page(a.id, Some("Ω"), 100).await.unwrap().is_empty());
-    assert_eq!(s.contacts_page(a.id, None, 1).await.unwrap()[0].external_id, "10");
+    assert!(
+        s.contacts_page(a.id, Some("Ω"), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.contacts_page(a.id, None, 1).await.unwrap()[0].external_id,
+        "10"
+    );
 }
 
 async fn deleting_a_contact_removes_its_events(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.upsert_contacts(a.id, &[contact("gone"), contact("stays")]).await.unwrap();
+    s.upsert_contacts(a.id, &[contact("gone"), contact("stays")])
+        .await
+        .unwrap();
     let gone = get(s, &a, "gone").await;
     let stays = get(s, &a, "stays").await;
     let out = s
@@ -628,16 +754,32 @@ async fn deleting_a_contact_removes_its_events(ctx: Ctx) {
     let again = get(s, &a, "gone").await;
     assert!(s.contact_events(a.id, again.id).await.unwrap().is_empty());
     let out = s
-        .insert_events(a.id, &[system("gone", Some("e1"), 5_000, SystemEventKind::MailClick)])
+        .insert_events(
+            a.id,
+            &[system(
+                "gone",
+                Some("e1"),
+                5_000,
+                SystemEventKind::MailClick,
+            )],
+        )
         .await
         .unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 1,
+            duplicates: 0
+        }
+    );
 }
 
 async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")]).await.unwrap();
+    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")])
+        .await
+        .unwrap();
     let ann = get(s, &a, "ann").await;
     let bob = get(s, &a, "bob").await;
 
@@ -662,8 +804,19 @@ async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: C
                 url: Some("https://example.com/sale?x=1&y=2".to_owned()),
             },
         },
-        custom("bob", Some("cus-1"), 1_700_000_000_123, "purchase", properties.clone()),
-        visit("ann", None, 1_700_000_000_456, "https://example.com/pricing"),
+        custom(
+            "bob",
+            Some("cus-1"),
+            1_700_000_000_123,
+            "purchase",
+            properties.clone(),
+        ),
+        visit(
+            "ann",
+            None,
+            1_700_000_000_456,
+            "https://example.com/pricing",
+        ),
         custom("ann", None, 1_700_000_000_999, "login", json!({})),
     ];
     for (i, kind) in SystemEventKind::ALL.into_iter().enumerate() {
@@ -676,7 +829,13 @@ async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: C
         batch.push(e);
     }
     let out = s.insert_events(a.id, &batch).await.unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 8, duplicates: 0 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 8,
+            duplicates: 0
+        }
+    );
 
     let all = s.all_events(a.id).await.unwrap();
     assert_eq!(all.len(), 8);
@@ -684,24 +843,40 @@ async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: C
     for (stored, sent) in all.iter().zip(&batch) {
         assert_eq!(stored.client_id, sent.client_id);
         assert_eq!(stored.body, sent.body);
-        let want = if sent.contact == "ann" { ann.id } else { bob.id };
+        let want = if sent.contact == "ann" {
+            ann.id
+        } else {
+            bob.id
+        };
         assert_eq!(stored.contact_id, want);
     }
-    assert_eq!(all[0].timestamp, "2024-03-10T12:34:56.789Z".parse::<Timestamp>().unwrap());
+    assert_eq!(
+        all[0].timestamp,
+        "2024-03-10T12:34:56.789Z".parse::<Timestamp>().unwrap()
+    );
     assert_eq!(all[1].timestamp, ts(1_700_000_000_123));
     match &all[1].body {
         EventBody::Custom { properties: p, .. } => {
             assert_eq!(serde_json::Value::Object(p.clone()), properties);
             // Key order as sent.
             let keys: Vec<&String> = p.keys().collect();
-            assert_eq!(keys, ["total", "items", "coupon", "gift", "note", "nested", "big"]);
+            assert_eq!(
+                keys,
+                ["total", "items", "coupon", "gift", "note", "nested", "big"]
+            );
         }
         other => panic!("expected a custom event, got {other:?}"),
     }
 
     let anns = s.contact_events(a.id, ann.id).await.unwrap();
     assert_eq!(anns.len(), 3);
-    assert!(matches!(anns[0].body, EventBody::System { kind: SystemEventKind::MailClick, .. }));
+    assert!(matches!(
+        anns[0].body,
+        EventBody::System {
+            kind: SystemEventKind::MailClick,
+            ..
+        }
+    ));
     assert!(matches!(anns[1].body, EventBody::Visit { .. }));
     assert!(matches!(&anns[2].body, EventBody::Custom { name, .. } if name == "login"));
     let bobs = s.contact_events(a.id, bob.id).await.unwrap();
@@ -712,7 +887,9 @@ async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: C
 async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")]).await.unwrap();
+    s.upsert_contacts(a.id, &[contact("ann"), contact("bob")])
+        .await
+        .unwrap();
 
     let out = s
         .insert_events(
@@ -728,7 +905,13 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 4, duplicates: 1 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 4,
+            duplicates: 1
+        }
+    );
 
     let out = s
         .insert_events(
@@ -743,10 +926,19 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 3 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 1,
+            duplicates: 3
+        }
+    );
 
     let all = s.all_events(a.id).await.unwrap();
-    assert_eq!(client_ids(&all), [Some("x1"), Some("x2"), None, None, Some("x3")]);
+    assert_eq!(
+        client_ids(&all),
+        [Some("x1"), Some("x2"), None, None, Some("x3")]
+    );
     assert!(matches!(all[0].body, EventBody::System { .. }));
     assert_eq!(all[0].timestamp, ts(1_000));
     assert_eq!(all[4].timestamp, ts(6_000));
@@ -755,10 +947,19 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
     let b = account(s, "Beta").await;
     s.upsert_contacts(b.id, &[contact("ann")]).await.unwrap();
     let out = s
-        .insert_events(b.id, &[system("ann", Some("x1"), 1_000, SystemEventKind::MailOpen)])
+        .insert_events(
+            b.id,
+            &[system("ann", Some("x1"), 1_000, SystemEventKind::MailOpen)],
+        )
         .await
         .unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 1,
+            duplicates: 0
+        }
+    );
 }
 
 async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
@@ -768,9 +969,12 @@ async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
     s.upsert_contacts(a.id, &[contact("ann")]).await.unwrap();
     // Known in another account only: still unknown here.
     s.upsert_contacts(b.id, &[contact("carl")]).await.unwrap();
-    s.insert_events(a.id, &[system("ann", Some("old"), 500, SystemEventKind::MailOpen)])
-        .await
-        .unwrap();
+    s.insert_events(
+        a.id,
+        &[system("ann", Some("old"), 500, SystemEventKind::MailOpen)],
+    )
+    .await
+    .unwrap();
 
     let err = s
         .insert_events(
@@ -789,14 +993,26 @@ async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
         StoreError::UnknownContacts(indexes) => assert_eq!(indexes, [1, 3, 4]),
         other => panic!("expected UnknownContacts, got {other:?}"),
     }
-    assert_eq!(client_ids(&s.all_events(a.id).await.unwrap()), [Some("old")]);
+    assert_eq!(
+        client_ids(&s.all_events(a.id).await.unwrap()),
+        [Some("old")]
+    );
     assert!(s.all_events(b.id).await.unwrap().is_empty());
     // Nothing was taken: the client ids of the refused batch are still free.
     let out = s
-        .insert_events(a.id, &[system("ann", Some("n1"), 1_000, SystemEventKind::MailOpen)])
+        .insert_events(
+            a.id,
+            &[system("ann", Some("n1"), 1_000, SystemEventKind::MailOpen)],
+        )
         .await
         .unwrap();
-    assert_eq!(out, InsertOutcome { accepted: 1, duplicates: 0 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 1,
+            duplicates: 0
+        }
+    );
 }
 
 async fn a_batch_of_ten_thousand_events_is_stored_in_one_call(ctx: Ctx) {
@@ -818,12 +1034,24 @@ async fn a_batch_of_ten_thousand_events_is_stored_in_one_call(ctx: Ctx) {
     let started = Instant::now();
     let out = s.insert_events(a.id, &batch).await.unwrap();
     let first = started.elapsed();
-    assert_eq!(out, InsertOutcome { accepted: 10_000, duplicates: 0 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 10_000,
+            duplicates: 0
+        }
+    );
     let started = Instant::now();
     let out = s.insert_events(a.id, &batch).await.unwrap();
     let again = started.elapsed();
     // Visits carry no client id, so they are stored again.
-    assert_eq!(out, InsertOutcome { accepted: 3_333, duplicates: 6_667 });
+    assert_eq!(
+        out,
+        InsertOutcome {
+            accepted: 3_333,
+            duplicates: 6_667
+        }
+    );
     visible(&format!(
         "{}: 10,000 events inserted in {first:?}, re-sent in {again:?}",
         s.backend()
@@ -840,7 +1068,10 @@ async fn empty_batches_store_nothing(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
     assert_eq!(s.upsert_contacts(a.id, &[]).await.unwrap(), 0);
-    assert_eq!(s.insert_events(a.id, &[]).await.unwrap(), InsertOutcome::default());
+    assert_eq!(
+        s.insert_events(a.id, &[]).await.unwrap(),
+        InsertOutcome::default()
+    );
     assert!(s.all_contacts(a.id).await.unwrap().is_empty());
     assert!(s.all_events(a.id).await.unwrap().is_empty());
 }
@@ -870,7 +1101,10 @@ async fn segments_are_created_read_updated_and_deleted(ctx: Ctx) {
     assert_eq!(created.updated_at, t1);
     // Canonical JSON comes back with its key order.
     assert_eq!(created.rule.to_string(), rule.to_string());
-    assert_eq!(s.segment(a.id, created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        s.segment(a.id, created.id).await.unwrap(),
+        Some(created.clone())
+    );
 
     let other = s.create_segment(a.id, &draft("Buyers"), t1).await.unwrap();
     assert_ne!(other.id, created.id);
@@ -886,10 +1120,21 @@ async fn segments_are_created_read_updated_and_deleted(ctx: Ctx) {
     assert_eq!(updated.rule, draft("x").rule);
     assert_eq!(updated.created_at, t1);
     assert_eq!(updated.updated_at, t2);
-    assert_eq!(s.segment(a.id, created.id).await.unwrap(), Some(updated.clone()));
-    assert_eq!(s.segments(a.id, None).await.unwrap(), vec![updated.clone(), other.clone()]);
+    assert_eq!(
+        s.segment(a.id, created.id).await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        s.segments(a.id, None).await.unwrap(),
+        vec![updated.clone(), other.clone()]
+    );
 
-    assert_eq!(s.update_segment(a.id, 999_999, &draft("Ghost"), t2).await.unwrap(), None);
+    assert_eq!(
+        s.update_segment(a.id, 999_999, &draft("Ghost"), t2)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(s.segment(a.id, 999_999).await.unwrap(), None);
 
     assert!(s.delete_segment(a.id, created.id).await.unwrap());
@@ -897,7 +1142,9 @@ async fn segments_are_created_read_updated_and_deleted(ctx: Ctx) {
     assert_eq!(s.segment(a.id, created.id).await.unwrap(), None);
     assert_eq!(s.segments(a.id, None).await.unwrap(), vec![other]);
     // A freed name can be taken again.
-    s.create_segment(a.id, &draft("grown-ups"), t2).await.unwrap();
+    s.create_segment(a.id, &draft("grown-ups"), t2)
+        .await
+        .unwrap();
 }
 
 async fn segment_names_conflict_case_insensitively(ctx: Ctx) {
@@ -906,27 +1153,42 @@ async fn segment_names_conflict_case_insensitively(ctx: Ctx) {
     let now = ts(1_700_000_000_000);
     let vip = s.create_segment(a.id, &draft("VIP"), now).await.unwrap();
     for taken in ["VIP", "vip", "Vip"] {
-        let err = s.create_segment(a.id, &draft(taken), now).await.unwrap_err();
+        let err = s
+            .create_segment(a.id, &draft(taken), now)
+            .await
+            .unwrap_err();
         match err {
             StoreError::Conflict(what) => assert!(what.contains("segment name"), "{what}"),
             other => panic!("expected a conflict for {taken:?}, got {other:?}"),
         }
     }
     // Non-ASCII letters are folded too.
-    s.create_segment(a.id, &draft("Łódź Fans"), now).await.unwrap();
+    s.create_segment(a.id, &draft("Łódź Fans"), now)
+        .await
+        .unwrap();
     assert!(matches!(
         s.create_segment(a.id, &draft("łÓDŹ fans"), now).await,
         Err(StoreError::Conflict(_))
     ));
 
-    let other = s.create_segment(a.id, &draft("Regulars"), now).await.unwrap();
+    let other = s
+        .create_segment(a.id, &draft("Regulars"), now)
+        .await
+        .unwrap();
     assert!(matches!(
         s.update_segment(a.id, other.id, &draft("vip"), now).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.segment(a.id, other.id).await.unwrap().unwrap().name, "Regulars");
+    assert_eq!(
+        s.segment(a.id, other.id).await.unwrap().unwrap().name,
+        "Regulars"
+    );
     // Renaming a segment to its own name in another case is fine.
-    let renamed = s.update_segment(a.id, vip.id, &draft("vip"), now).await.unwrap().unwrap();
+    let renamed = s
+        .update_segment(a.id, vip.id, &draft("vip"), now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(renamed.name, "vip");
     assert_eq!(s.segments(a.id, None).await.unwrap().len(), 3);
 
@@ -939,7 +1201,13 @@ async fn segments_are_searched_by_case_insensitive_substring(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
     let now = ts(1_700_000_000_000);
-    for name in ["VIP customers", "New customers", "Churned", "ŻÓŁW club", "100% active"] {
+    for name in [
+        "VIP customers",
+        "New customers",
+        "Churned",
+        "ŻÓŁW club",
+        "100% active",
+    ] {
         s.create_segment(a.id, &draft(name), now).await.unwrap();
     }
     let names = |v: Vec<Segment>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
@@ -947,10 +1215,19 @@ async fn segments_are_searched_by_case_insensitive_substring(ctx: Ctx) {
         names(s.segments(a.id, Some("CUSTOMER")).await.unwrap()),
         ["VIP customers", "New customers"]
     );
-    assert_eq!(names(s.segments(a.id, Some("vip")).await.unwrap()), ["VIP customers"]);
-    assert_eq!(names(s.segments(a.id, Some("żółw")).await.unwrap()), ["ŻÓŁW club"]);
+    assert_eq!(
+        names(s.segments(a.id, Some("vip")).await.unwrap()),
+        ["VIP customers"]
+    );
+    assert_eq!(
+        names(s.segments(a.id, Some("żółw")).await.unwrap()),
+        ["ŻÓŁW club"]
+    );
     // Wildcards of SQL mean nothing here.
-    assert_eq!(names(s.segments(a.id, Some("%")).await.unwrap()), ["100% active"]);
+    assert_eq!(
+        names(s.segments(a.id, Some("%")).await.unwrap()),
+        ["100% active"]
+    );
     assert!(s.segments(a.id, Some("_")).await.unwrap().is_empty());
     assert!(s.segments(a.id, Some("nothing")).await.unwrap().is_empty());
     assert_eq!(s.segments(a.id, Some("")).await.unwrap().len(), 5);
@@ -963,15 +1240,28 @@ async fn one_account_cannot_see_or_change_another_accounts_data(ctx: Ctx) {
     let b = account(s, "Beta").await;
     let now = ts(1_700_000_000_000);
 
-    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
-    let mut c = contact("shared-id");
-    c.email = Patch::Set("a@example.com".to_owned());
-    c.fields.insert("age".to_owned(), Some(FieldValue::Number(30.0)));
-    s.upsert_contacts(a.id, &[c, contact("only-a")]).await.unwrap();
-    let a_contact = get(s, &a, "shared-id").await;
-    s.insert_events(a.id, &[system("shared-id", Some("ev"), 1_000, SystemEventKind::MailOpen)])
+    s.create_field(a.id, &field("age", FieldType::Number))
         .await
         .unwrap();
+    let mut c = contact("shared-id");
+    c.email = Patch::Set("a@example.com".to_owned());
+    c.fields
+        .insert("age".to_owned(), Some(FieldValue::Number(30.0)));
+    s.upsert_contacts(a.id, &[c, contact("only-a")])
+        .await
+        .unwrap();
+    let a_contact = get(s, &a, "shared-id").await;
+    s.insert_events(
+        a.id,
+        &[system(
+            "shared-id",
+            Some("ev"),
+            1_000,
+            SystemEventKind::MailOpen,
+        )],
+    )
+    .await
+    .unwrap();
     let a_segment = s.create_segment(a.id, &draft("Mine"), now).await.unwrap();
     s.add_api_key(a.id, "key-a").await.unwrap();
 
@@ -982,7 +1272,12 @@ async fn one_account_cannot_see_or_change_another_accounts_data(ctx: Ctx) {
     assert!(s.all_contacts(b.id).await.unwrap().is_empty());
     assert!(s.contacts_page(b.id, None, 100).await.unwrap().is_empty());
     assert!(s.all_events(b.id).await.unwrap().is_empty());
-    assert!(s.contact_events(b.id, a_contact.id).await.unwrap().is_empty());
+    assert!(
+        s.contact_events(b.id, a_contact.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.segment(b.id, a_segment.id).await.unwrap(), None);
     assert!(s.segments(b.id, None).await.unwrap().is_empty());
     assert!(s.segments(b.id, Some("Mine")).await.unwrap().is_empty());
@@ -991,7 +1286,12 @@ async fn one_account_cannot_see_or_change_another_accounts_data(ctx: Ctx) {
     assert!(!s.delete_field(b.id, "age").await.unwrap());
     assert!(!s.delete_contact(b.id, "shared-id").await.unwrap());
     assert!(!s.delete_segment(b.id, a_segment.id).await.unwrap());
-    assert_eq!(s.update_segment(b.id, a_segment.id, &draft("Stolen"), now).await.unwrap(), None);
+    assert_eq!(
+        s.update_segment(b.id, a_segment.id, &draft("Stolen"), now)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(matches!(
         s.insert_events(b.id, &[system("shared-id", None, 1, SystemEventKind::MailOpen)]).await,
         Err(StoreError::UnknownContacts(i)) if i == [0]
@@ -1006,19 +1306,39 @@ async fn one_account_cannot_see_or_change_another_accounts_data(ctx: Ctx) {
     assert!(b_contact.fields.is_empty());
     // B's same-named segment and field do not collide with A's.
     s.create_segment(b.id, &draft("mine"), now).await.unwrap();
-    s.create_field(b.id, &field("age", FieldType::Text)).await.unwrap();
-    assert_eq!(s.account_by_api_key("key-a").await.unwrap(), Some(a.clone()));
+    s.create_field(b.id, &field("age", FieldType::Text))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.account_by_api_key("key-a").await.unwrap(),
+        Some(a.clone())
+    );
 
     // A is exactly as it was.
     assert_eq!(get(s, &a, "shared-id").await, a_contact);
-    assert_eq!(get(s, &a, "shared-id").await.fields["age"], FieldValue::Number(30.0));
-    assert_eq!(ids(&s.all_contacts(a.id).await.unwrap()), ["only-a", "shared-id"]);
+    assert_eq!(
+        get(s, &a, "shared-id").await.fields["age"],
+        FieldValue::Number(30.0)
+    );
+    assert_eq!(
+        ids(&s.all_contacts(a.id).await.unwrap()),
+        ["only-a", "shared-id"]
+    );
     assert_eq!(s.all_events(a.id).await.unwrap().len(), 1);
-    assert_eq!(s.segment(a.id, a_segment.id).await.unwrap(), Some(a_segment));
-    assert_eq!(s.fields(a.id).await.unwrap(), vec![field("age", FieldType::Number)]);
+    assert_eq!(
+        s.segment(a.id, a_segment.id).await.unwrap(),
+        Some(a_segment)
+    );
+    assert_eq!(
+        s.fields(a.id).await.unwrap(),
+        vec![field("age", FieldType::Number)]
+    );
     // Deleting B's field leaves A's values alone.
     assert!(s.delete_field(b.id, "age").await.unwrap());
-    assert_eq!(get(s, &a, "shared-id").await.fields["age"], FieldValue::Number(30.0));
+    assert_eq!(
+        get(s, &a, "shared-id").await.fields["age"],
+        FieldValue::Number(30.0)
+    );
 }
 
 async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
@@ -1027,7 +1347,9 @@ async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
     let s = ctx.store.clone();
     let a = account(&s, "Acme").await;
     for w in 0..WRITERS {
-        s.create_field(a.id, &field(&format!("w{w}"), FieldType::Boolean)).await.unwrap();
+        s.create_field(a.id, &field(&format!("w{w}"), FieldType::Boolean))
+            .await
+            .unwrap();
     }
     s.upsert_contacts(a.id, &[contact("seed")]).await.unwrap();
 
@@ -1042,7 +1364,8 @@ async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
                 let batch: Vec<ContactUpsert> = (0..CONTACTS)
                     .map(|i| {
                         let mut c = contact(&format!("c{i:04}"));
-                        c.fields.insert(format!("w{w}"), Some(FieldValue::Boolean(round % 2 == 0)));
+                        c.fields
+                            .insert(format!("w{w}"), Some(FieldValue::Boolean(round % 2 == 0)));
                         c
                     })
                     .collect();
@@ -1069,7 +1392,10 @@ async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
         duplicates += dup;
     }
 
-    assert_eq!(accepted, 300, "each shared client id is accepted exactly once");
+    assert_eq!(
+        accepted, 300,
+        "each shared client id is accepted exactly once"
+    );
     assert_eq!(duplicates, (WRITERS as u64 - 1) * 300);
     let events = s.all_events(a.id).await.unwrap();
     assert_eq!(events.len(), 300);
@@ -1090,9 +1416,12 @@ async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
 async fn data_survives_reopening_the_store(ctx: Ctx) {
     let s = &ctx.store;
     let a = account(s, "Acme").await;
-    s.create_field(a.id, &field("age", FieldType::Number)).await.unwrap();
+    s.create_field(a.id, &field("age", FieldType::Number))
+        .await
+        .unwrap();
     let mut c = contact("ann");
-    c.fields.insert("age".to_owned(), Some(FieldValue::Number(5.0)));
+    c.fields
+        .insert("age".to_owned(), Some(FieldValue::Number(5.0)));
     s.upsert_contacts(a.id, &[c]).await.unwrap();
     s.insert_events(a.id, &[visit("ann", Some("v"), 1, "https://example.com/")])
         .await
@@ -1102,10 +1431,68 @@ async fn data_survives_reopening_the_store(ctx: Ctx) {
     // A second store on the same database: migrations already applied, data all there.
     let again = open(&ctx.url).await.unwrap();
     assert_eq!(again.accounts().await.unwrap(), vec![a.clone()]);
-    assert_eq!(again.contact(a.id, "ann").await.unwrap(), s.contact(a.id, "ann").await.unwrap());
+    assert_eq!(
+        again.contact(a.id, "ann").await.unwrap(),
+        s.contact(a.id, "ann").await.unwrap()
+    );
     assert_eq!(again.all_events(a.id).await.unwrap().len(), 1);
     assert_eq!(again.segment(a.id, seg.id).await.unwrap(), Some(seg));
     // Writes through one are seen by the other.
-    again.upsert_contacts(a.id, &[contact("bob")]).await.unwrap();
+    again
+        .upsert_contacts(a.id, &[contact("bob")])
+        .await
+        .unwrap();
     assert_eq!(ids(&s.all_contacts(a.id).await.unwrap()), ["ann", "bob"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening by URL (not per backend).
+
+#[tokio::test]
+async fn an_unknown_url_scheme_is_refused() {
+    for url in ["mysql://localhost/db", "", "/tmp/x.db"] {
+        match open(url).await {
+            Err(StoreError::BadUrl(u)) => assert_eq!(u, url),
+            Err(other) => panic!("{url:?}: expected BadUrl, got {other:?}"),
+            Ok(_) => panic!("{url:?}: expected BadUrl, got a store"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_sqlite_store_keeps_one_database_across_calls() {
+    let s = open("sqlite::memory:").await.unwrap();
+    let a = account(&s, "Acme").await;
+    // Concurrent calls would each see an empty database if the pool held several
+    // in-memory connections.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.upsert_contacts(a.id, &[contact(&format!("c{i}"))]).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(s.all_contacts(a.id).await.unwrap().len(), 8);
+    assert_eq!(s.accounts().await.unwrap(), vec![a]);
+}
+
+#[tokio::test]
+async fn a_sqlite_file_is_created_in_wal_mode() {
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    let url = format!("sqlite://{}", path.display());
+    let store = open(&url).await.unwrap();
+    assert!(path.exists());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of segmentd on a fresh machine: starts what the tests need, then
+# `cargo test` for the whole workspace (one build, one target directory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# PostgreSQL at 127.0.0.1:5432 (trust auth) backs the store conformance suite and the API
+# story on PostgreSQL. Start the local cluster if it is installed and down; with CI set,
+# the tests fail when they cannot reach it.
+if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  if [[ -d /etc/postgresql ]]; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+  fi
+fi
+
+cargo test --workspace --locked "$@"
