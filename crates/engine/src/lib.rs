@@ -1,1 +1,568 @@
+//! The in-memory index of one account: rules evaluated as set algebra over bit sets, and
+//! the membership of saved segments kept up to date as data arrives.
+//!
+//! - Contacts get dense `u32` slots in arrival order; the caller names them by the
+//!   store's `i64` id. A deleted contact leaves a hole cleared from `alive`.
+//! - Field values are columns ([`fields`]): text dictionary-encoded on the lowercased
+//!   value with a posting per distinct value, numbers, day numbers, boolean bit sets.
+//! - Events are streams per kind, sorted by slot ([`events`]).
+//! - Saved segments keep a membership bitmap; a write re-decides only the contacts it
+//!   touched for only the segments that read what it changed, in dependency order, and
+//!   returns the [`MembershipChange`]s. Time moves membership too: [`Index::refresh`]
+//!   re-evaluates the time-relative segments.
+//!
+//! The reference evaluator (`segmentd_rules::eval`) is the oracle: every result here
+//! equals what it decides contact by contact. No I/O, no clock reads.
 
+mod bits;
+mod dict;
+mod eval;
+mod events;
+mod explain;
+mod fields;
+mod order;
+mod segments;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use roaring::RoaringBitmap;
+use segmentd_rules::rule::{FieldRef, Rule, SegmentId};
+use segmentd_rules::{Clock, ContactData, CustomEvent, FieldValue, SystemEvent, Visit};
+
+pub use bits::Bits;
+pub use explain::{ExplainNode, Explanation};
+
+use crate::eval::{Refs, ms_floor};
+use crate::events::Events;
+use crate::fields::{Field, Stored, day_number};
+use crate::order::ExternalOrder;
+use crate::segments::{Segments, StreamKey};
+
+/// One contact entering (`entered: true`) or leaving a saved segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct MembershipChange {
+    pub segment: SegmentId,
+    /// The contact's store id.
+    pub contact: i64,
+    pub entered: bool,
+}
+
+/// The values of a contact that rules read. Full replacement: a field missing here has
+/// no value after the write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactValues {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+impl From<&ContactData> for ContactValues {
+    fn from(c: &ContactData) -> Self {
+        ContactValues {
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+            fields: c.fields.clone(),
+        }
+    }
+}
+
+/// One stored event of a contact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    System(SystemEvent),
+    Custom(CustomEvent),
+    Visit(Visit),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// Saving this rule would make segment references go round in a circle.
+    Cycle(SegmentId),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Cycle(id) => write!(f, "segment {id} would refer to itself"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Heap bytes of the index's parts (capacities, i.e. what the allocator holds, minus
+/// its own per-allocation overhead).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MemoryReport {
+    pub contacts: usize,
+    pub fields: usize,
+    pub events: usize,
+    pub segments: usize,
+    pub total: usize,
+}
+
+/// The in-memory index of one account.
+#[derive(Debug)]
+pub struct Index {
+    /// The clock maintained membership is valid at (set by `new` and `refresh`).
+    clock: Clock,
+    /// Slot → store id.
+    store_ids: Vec<i64>,
+    by_store: HashMap<i64, u32>,
+    pub(crate) alive: Bits,
+    order: ExternalOrder,
+    pub(crate) fields: HashMap<FieldRef, Field>,
+    pub(crate) events: Events,
+    /// Client ids of stored events: "the first one stays".
+    seen_event_ids: HashSet<Box<str>>,
+    pub(crate) segments: Segments,
+}
+
+impl Index {
+    /// An empty index whose maintained membership is kept at `clock` until the next
+    /// [`Index::refresh`].
+    pub fn new(clock: Clock) -> Self {
+        Index {
+            clock,
+            store_ids: Vec::new(),
+            by_store: HashMap::new(),
+            alive: Bits::new(0),
+            order: ExternalOrder::default(),
+            fields: HashMap::new(),
+            events: Events::new(),
+            seen_event_ids: HashSet::new(),
+            segments: Segments::default(),
+        }
+    }
+
+    /// The clock maintained membership is valid at.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Live contacts.
+    pub fn contact_count(&self) -> u64 {
+        self.alive.count()
+    }
+
+    /// Stored events of every kind (deleted contacts' included until they are dropped).
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The dense id of a live contact.
+    pub fn slot_of(&self, contact: i64) -> Option<u32> {
+        self.by_store.get(&contact).copied()
+    }
+
+    /// The store id of a dense id.
+    pub fn store_id(&self, slot: u32) -> Option<i64> {
+        self.store_ids.get(slot as usize).copied()
+    }
+
+    /// The store ids of a set of dense ids (e.g. from [`Index::evaluate`]), in dense order.
+    pub fn store_ids(&self, slots: &RoaringBitmap) -> Vec<i64> {
+        slots.iter().filter_map(|s| self.store_id(s)).collect()
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Reads
+    // -----------------------------------------------------------------------------------
+
+    /// The live contacts (dense ids) matching `rule` at `clock`. References to saved
+    /// segments read their current rule: from maintained membership when `clock` is the
+    /// index's clock, afresh otherwise.
+    pub fn evaluate(&self, rule: &Rule, clock: &Clock) -> RoaringBitmap {
+        self.evaluate_bits(rule, clock).to_roaring()
+    }
+
+    /// As [`Index::evaluate`], as a dense bit set (cheaper to count).
+    pub fn evaluate_bits(&self, rule: &Rule, clock: &Clock) -> Bits {
+        let mut refs = if *clock == self.clock {
+            Refs::Maintained
+        } else {
+            Refs::Fresh(HashMap::new())
+        };
+        self.eval_bits(rule, clock, &mut refs, 0)
+    }
+
+    /// As [`Index::evaluate`] but always evaluating referenced segments afresh.
+    pub fn evaluate_fresh(&self, rule: &Rule, clock: &Clock) -> RoaringBitmap {
+        self.eval_bits(rule, clock, &mut Refs::Fresh(HashMap::new()), 0)
+            .to_roaring()
+    }
+
+    /// Members of a saved segment (0 for an unknown one).
+    pub fn count(&self, segment: SegmentId) -> u64 {
+        self.segments
+            .saved
+            .get(&segment)
+            .map_or(0, |s| s.members.len())
+    }
+
+    pub fn is_member(&self, segment: SegmentId, contact: i64) -> bool {
+        match (self.segments.saved.get(&segment), self.slot_of(contact)) {
+            (Some(s), Some(slot)) => s.members.contains(slot),
+            _ => false,
+        }
+    }
+
+    /// The maintained members (dense ids) of a saved segment.
+    pub fn membership(&self, segment: SegmentId) -> Option<&RoaringBitmap> {
+        self.segments.saved.get(&segment).map(|s| &s.members)
+    }
+
+    /// The saved segment's rule.
+    pub fn segment_rule(&self, segment: SegmentId) -> Option<&Rule> {
+        self.segments.saved.get(&segment).map(|s| &s.rule)
+    }
+
+    /// Up to `limit` members of a saved segment (store ids), sorted by external id,
+    /// starting after `after_external_id`.
+    pub fn members(
+        &self,
+        segment: SegmentId,
+        after_external_id: Option<&str>,
+        limit: usize,
+    ) -> Vec<i64> {
+        match self.segments.saved.get(&segment) {
+            Some(s) => self.page(&s.members, after_external_id, limit),
+            None => Vec::new(),
+        }
+    }
+
+    /// Up to `limit` contacts of `set` (dense ids, e.g. from `evaluate`) as store ids,
+    /// sorted by external id, starting after `after_external_id`.
+    pub fn page(&self, set: &RoaringBitmap, after: Option<&str>, limit: usize) -> Vec<i64> {
+        self.order
+            .page(set, &self.alive, after, limit)
+            .into_iter()
+            .filter_map(|s| self.store_id(s))
+            .collect()
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Writes
+    // -----------------------------------------------------------------------------------
+
+    /// Creates or replaces a contact's values.
+    pub fn upsert_contact(
+        &mut self,
+        contact: i64,
+        external_id: &str,
+        values: &ContactValues,
+    ) -> Vec<MembershipChange> {
+        let (slot, created) = match self.by_store.get(&contact) {
+            Some(&slot) => (slot, false),
+            None => {
+                let slot = self.store_ids.len() as u32;
+                self.store_ids.push(contact);
+                self.by_store.insert(contact, slot);
+                self.alive.set(slot);
+                (slot, true)
+            }
+        };
+        self.order.set(slot, external_id);
+        self.order.maybe_compact(&self.alive);
+
+        let mut wanted: HashMap<FieldRef, FieldValue> = HashMap::new();
+        if let Some(e) = &values.email {
+            wanted.insert(FieldRef::Email, FieldValue::Text(e.clone()));
+        }
+        if let Some(p) = &values.phone {
+            wanted.insert(FieldRef::Phone, FieldValue::Text(p.clone()));
+        }
+        for (k, v) in &values.fields {
+            wanted.insert(FieldRef::Custom(k.clone()), v.clone());
+        }
+        let mut changed: Vec<FieldRef> = Vec::new();
+        for (key, field) in self.fields.iter_mut() {
+            if !wanted.contains_key(key) && field.present.get(slot) {
+                field.clear(slot);
+                changed.push(key.clone());
+            }
+        }
+        for (key, value) in wanted {
+            let field = self.fields.entry(key.clone()).or_default();
+            if !same_value(field.get(slot), &value) {
+                field.set(slot, &value);
+                changed.push(key);
+            }
+        }
+        if created {
+            let all: Vec<SegmentId> = self.segments.order.clone();
+            self.redecide(slot, &all)
+        } else {
+            let readers = self.segments.readers_of_fields(&changed);
+            self.redecide(slot, &readers)
+        }
+    }
+
+    /// Deletes a contact: it leaves every segment.
+    pub fn delete_contact(&mut self, contact: i64) -> Vec<MembershipChange> {
+        let Some(slot) = self.by_store.remove(&contact) else {
+            return Vec::new();
+        };
+        self.alive.clear(slot);
+        self.order.remove(slot);
+        for field in self.fields.values_mut() {
+            field.clear(slot);
+        }
+        let mut changes = Vec::new();
+        for id in self.segments.order.clone() {
+            if let Some(s) = self.segments.saved.get_mut(&id)
+                && s.members.remove(slot)
+            {
+                changes.push(MembershipChange {
+                    segment: id,
+                    contact,
+                    entered: false,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Adds a batch of events (store contact id, event). Events of unknown contacts are
+    /// ignored; an event whose client id was seen before is ignored ("the first one
+    /// stays"). Timestamps are kept to the millisecond (finer digits are cut).
+    pub fn add_events<'e>(
+        &mut self,
+        events: impl IntoIterator<Item = (i64, &'e Event)>,
+    ) -> Vec<MembershipChange> {
+        let mut touched: BTreeMap<u32, BTreeSet<StreamKey>> = BTreeMap::new();
+        for (contact, event) in events {
+            let Some(&slot) = self.by_store.get(&contact) else {
+                continue;
+            };
+            let id = match event {
+                Event::System(e) => e.id.as_deref(),
+                Event::Custom(e) => e.id.as_deref(),
+                Event::Visit(v) => v.id.as_deref(),
+            };
+            if let Some(id) = id
+                && !self.seen_event_ids.insert(id.into())
+            {
+                continue;
+            }
+            let key = match event {
+                Event::System(e) => {
+                    let payload = self.events.campaign_code(e.campaign.as_deref());
+                    self.events.system[e.kind as usize].push(slot, ms_floor(e.timestamp), payload);
+                    StreamKey::System(e.kind as u8)
+                }
+                Event::Custom(e) => {
+                    let record = self.events.properties.add(&e.properties);
+                    self.events
+                        .custom
+                        .entry(e.name.clone())
+                        .or_insert_with(events::Stream::new)
+                        .push(slot, ms_floor(e.timestamp), record);
+                    StreamKey::Custom(e.name.clone())
+                }
+                Event::Visit(v) => {
+                    let code = self.events.urls.intern(&v.url.to_lowercase());
+                    self.events.visits.push(slot, ms_floor(v.timestamp), code);
+                    StreamKey::Visits
+                }
+            };
+            if self.segments.reads_stream(&key) {
+                touched.entry(slot).or_default().insert(key);
+            }
+        }
+        let mut changes = Vec::new();
+        for (slot, keys) in touched {
+            let readers = self.segments.readers_of_streams(&keys);
+            changes.extend(self.redecide(slot, &readers));
+        }
+        changes
+    }
+
+    /// Removes a custom field's values from every contact (the field was deleted).
+    pub fn drop_field(&mut self, key: &str) -> Vec<MembershipChange> {
+        let key = FieldRef::Custom(key.to_owned());
+        if self.fields.remove(&key).is_none() {
+            return Vec::new();
+        }
+        let readers = self.segments.readers_of_fields(std::slice::from_ref(&key));
+        self.reevaluate(&readers)
+    }
+
+    /// Saves or replaces a segment's rule and re-evaluates it and the segments that
+    /// refer to it. Refused when it would close a cycle of references.
+    pub fn set_segment(
+        &mut self,
+        id: SegmentId,
+        rule: Rule,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        self.segments.set(id, rule)?;
+        let affected = self.segments.with_dependents(&[id]);
+        Ok(self.reevaluate(&affected))
+    }
+
+    /// Removes a saved segment: its members leave it; segments referring to it now refer
+    /// to an empty segment.
+    pub fn remove_segment(&mut self, id: SegmentId) -> Vec<MembershipChange> {
+        let Some(old) = self.segments.remove(id) else {
+            return Vec::new();
+        };
+        let mut changes: Vec<MembershipChange> = old
+            .members
+            .iter()
+            .filter_map(|slot| self.store_id(slot))
+            .map(|contact| MembershipChange {
+                segment: id,
+                contact,
+                entered: false,
+            })
+            .collect();
+        let dependents = self.segments.with_dependents(&[id]);
+        changes.extend(self.reevaluate(&dependents));
+        changes
+    }
+
+    /// Moves the index's clock to `clock` and re-evaluates the segments whose
+    /// membership can change with time alone: rolling windows, relative dates and
+    /// anniversaries, and behaviour over events dated between the two clocks (plus the
+    /// segments that refer to them).
+    pub fn refresh(&mut self, clock: &Clock) -> Vec<MembershipChange> {
+        let old = std::mem::replace(&mut self.clock, clock.clone());
+        let now_moved = old.now != clock.now;
+        let today_moved = old.today != clock.today;
+        let earliest = ms_floor(old.now.min(clock.now));
+        let events = &self.events;
+        let stale: Vec<SegmentId> = self
+            .segments
+            .saved
+            .iter()
+            .filter(|(_, s)| {
+                (now_moved && s.time.rolling_now)
+                    || (today_moved && s.time.rolling_today)
+                    || (now_moved
+                        && s.reads
+                            .streams
+                            .iter()
+                            .any(|k| k.stream(events).is_some_and(|st| st.max_ts > earliest)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if stale.is_empty() {
+            return Vec::new();
+        }
+        let affected = self.segments.with_dependents(&stale);
+        self.reevaluate(&affected)
+    }
+
+    /// Merges pending appends (event tails, new external ids) into their sorted forms.
+    /// Writes do it on their own as tails grow; call it when idle to keep reads fast.
+    pub fn compact(&mut self) {
+        self.events.compact();
+        self.order.compact(&self.alive);
+    }
+
+    /// Heap bytes held by the index.
+    pub fn memory(&self) -> MemoryReport {
+        let contacts = self.store_ids.capacity() * 8
+            + self.by_store.capacity() * 13
+            + self.alive.heap_bytes()
+            + self.order.heap_bytes()
+            + self.seen_event_ids.capacity() * 17
+            + self.seen_event_ids.iter().map(|s| s.len()).sum::<usize>();
+        let fields = self.fields.values().map(Field::heap_bytes).sum::<usize>();
+        let events = self.events.heap_bytes();
+        let segments = self.segments.heap_bytes();
+        MemoryReport {
+            contacts,
+            fields,
+            events,
+            segments,
+            total: contacts + fields + events + segments,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Maintenance
+    // -----------------------------------------------------------------------------------
+
+    /// Re-decides one contact for `segments` (in dependency order) at the index's clock.
+    fn redecide(&mut self, slot: u32, segments: &[SegmentId]) -> Vec<MembershipChange> {
+        let mut changes = Vec::new();
+        let Some(contact) = self.store_id(slot) else {
+            return changes;
+        };
+        let alive = self.alive.get(slot);
+        for id in segments {
+            let Some(s) = self.segments.saved.get(id) else {
+                continue;
+            };
+            let now =
+                alive && self.decide(&s.rule, slot, &self.clock, eval::RefMode::Maintained, 0);
+            let was = s.members.contains(slot);
+            if now != was {
+                if let Some(s) = self.segments.saved.get_mut(id) {
+                    if now {
+                        s.members.insert(slot);
+                    } else {
+                        s.members.remove(slot);
+                    }
+                }
+                changes.push(MembershipChange {
+                    segment: *id,
+                    contact,
+                    entered: now,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Re-evaluates whole `segments` (in dependency order) at the index's clock.
+    fn reevaluate(&mut self, segments: &[SegmentId]) -> Vec<MembershipChange> {
+        let mut changes = Vec::new();
+        for id in segments {
+            let Some(s) = self.segments.saved.get(id) else {
+                continue;
+            };
+            let new = self
+                .eval_bits(&s.rule, &self.clock, &mut Refs::Maintained, 0)
+                .to_roaring();
+            let entered = &new - &s.members;
+            let exited = &s.members - &new;
+            for slot in &entered {
+                if let Some(contact) = self.store_id(slot) {
+                    changes.push(MembershipChange {
+                        segment: *id,
+                        contact,
+                        entered: true,
+                    });
+                }
+            }
+            for slot in &exited {
+                if let Some(contact) = self.store_id(slot) {
+                    changes.push(MembershipChange {
+                        segment: *id,
+                        contact,
+                        entered: false,
+                    });
+                }
+            }
+            if let Some(s) = self.segments.saved.get_mut(id) {
+                s.members = new;
+            }
+        }
+        changes
+    }
+}
+
+/// Whether a stored value already equals a value being written (as rules see them).
+fn same_value(old: Option<Stored<'_>>, new: &FieldValue) -> bool {
+    match (old, new) {
+        (None, FieldValue::Text(s)) => s.is_empty(),
+        (None, _) => false,
+        (Some(Stored::Text(a)), FieldValue::Text(b)) => a == b.to_lowercase(),
+        (Some(Stored::Number(a)), FieldValue::Number(b)) => a.to_bits() == b.to_bits(),
+        (Some(Stored::Date(a)), FieldValue::Date(b)) => a == day_number(*b),
+        (Some(Stored::Boolean(a)), FieldValue::Boolean(b)) => a == *b,
+        (Some(_), _) => false,
+    }
+}

@@ -9,7 +9,11 @@ use crate::settings::{Settings, SettingsArgs};
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
-#[command(name = "segmentd", version, about = "Dynamic segments of contacts, kept up to date.")]
+#[command(
+    name = "segmentd",
+    version,
+    about = "Dynamic segments of contacts, kept up to date."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,10 +37,31 @@ pub enum Command {
         #[arg(long)]
         no_serve: bool,
     },
+    /// Measure the service: `bench ingest` loads contacts and events through the API.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Manage accounts.
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load contacts, then events, through the HTTP API into a fresh account of the
+    /// configured store, in batches, and print contacts/s and events/s.
+    Ingest {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long, default_value_t = 100_000)]
+        contacts: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
     },
 }
 
@@ -60,7 +85,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&settings)?;
             let app = Application::build(&settings).await?;
             tracing::info!(port = app.port(), "segmentd listening");
-            println!("segmentd listening on http://{}:{}", settings.listen.ip(), app.port());
+            println!(
+                "segmentd listening on http://{}:{}",
+                settings.listen.ip(),
+                app.port()
+            );
             app.run_until_stopped().await?;
         }
         Command::Demo {
@@ -92,6 +121,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.run_until_stopped().await?;
             }
         }
+        Command::Bench {
+            command:
+                BenchCommand::Ingest {
+                    settings,
+                    contacts,
+                    events,
+                    batch,
+                },
+        } => {
+            let mut settings = Settings::resolve(&settings)?;
+            settings.listen = "127.0.0.1:0".parse()?;
+            let bench = crate::bench::IngestBench {
+                contacts,
+                events,
+                batch: batch.clamp(1, 10_000),
+            };
+            crate::bench::run_ingest(&settings, &bench).await?.print();
+        }
         Command::Account {
             command:
                 AccountCommand::Create {
@@ -101,7 +148,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             if TimeZone::get(&timezone).is_err() {
-                anyhow::bail!("unknown time zone {timezone:?}: expected an IANA name such as Europe/Warsaw");
+                anyhow::bail!(
+                    "unknown time zone {timezone:?}: expected an IANA name such as Europe/Warsaw"
+                );
             }
             if name.trim().is_empty() {
                 anyhow::bail!("the account name must not be empty");

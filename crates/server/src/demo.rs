@@ -17,9 +17,18 @@ use crate::catalog::load_catalog;
 
 pub const DEMO_ACCOUNT: &str = "Demo";
 
-const CITIES: [&str; 8] = ["Warsaw", "Kraków", "Gdańsk", "Wrocław", "Poznań", "Łódź", "Berlin", "Prague"];
+const CITIES: [&str; 8] = [
+    "Warsaw", "Kraków", "Gdańsk", "Wrocław", "Poznań", "Łódź", "Berlin", "Prague",
+];
 const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
-const PAGES: [&str; 6] = ["/", "/pricing", "/blog/segments-101", "/features", "/docs/api", "/checkout"];
+const PAGES: [&str; 6] = [
+    "/",
+    "/pricing",
+    "/blog/segments-101",
+    "/features",
+    "/docs/api",
+    "/checkout",
+];
 const CATEGORIES: [&str; 4] = ["shoes", "books", "garden", "electronics"];
 
 /// Finds the demo account, or creates it with its data. Returns it and whether it is new.
@@ -49,7 +58,12 @@ fn field(key: &str, label: &str, field_type: FieldType) -> FieldDef {
     }
 }
 
-async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) -> anyhow::Result<()> {
+async fn fill(
+    store: &dyn Store,
+    account: &Account,
+    n: usize,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(0x5E6_3E47);
     for f in [
         field("first_name", "First name", FieldType::Text),
@@ -64,16 +78,24 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
         store.create_field(account.id, &f).await?;
     }
     let today = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-    let names = ["Anna", "Piotr", "Maria", "Jan", "Kasia", "Tomasz", "Ola", "Marek", "Ewa", "Paweł"];
+    let names = [
+        "Anna", "Piotr", "Maria", "Jan", "Kasia", "Tomasz", "Ola", "Marek", "Ewa", "Paweł",
+    ];
     let mut contacts = Vec::with_capacity(n);
     for i in 0..n {
         let mut fields = BTreeMap::new();
         let mut set = |k: &str, v: FieldValue| {
             fields.insert(k.to_owned(), Some(v));
         };
-        set("first_name", FieldValue::Text(names[i % names.len()].into()));
+        set(
+            "first_name",
+            FieldValue::Text(names[i % names.len()].into()),
+        );
         if rng.random_bool(0.95) {
-            set("city", FieldValue::Text(CITIES[rng.random_range(0..CITIES.len())].into()));
+            set(
+                "city",
+                FieldValue::Text(CITIES[rng.random_range(0..CITIES.len())].into()),
+            );
         }
         // 60 % free, 30 % pro, 10 % enterprise.
         let plan = match rng.random_range(0..10) {
@@ -85,19 +107,38 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
         if rng.random_bool(0.8) {
             set("age", FieldValue::Number(rng.random_range(18..75) as f64));
         }
-        set("lifetime_value", FieldValue::Number((rng.random_range(0..200_000) as f64) / 100.0));
+        set(
+            "lifetime_value",
+            FieldValue::Number((rng.random_range(0..200_000) as f64) / 100.0),
+        );
         let signup = today.checked_sub(rng.random_range(0..730).days())?;
         set("signup_date", FieldValue::Date(signup));
         if rng.random_bool(0.7) {
-            let birthday = jiff::civil::date(rng.random_range(1955..2006), rng.random_range(1..=12), rng.random_range(1..=28));
+            let birthday = jiff::civil::date(
+                rng.random_range(1955..2006),
+                rng.random_range(1..=12),
+                rng.random_range(1..=28),
+            );
             set("birthday", FieldValue::Date(birthday));
         }
         set("newsletter", FieldValue::Boolean(rng.random_bool(0.6)));
         let id = format!("c{:05}", i + 1);
         contacts.push(ContactUpsert {
-            email: if rng.random_bool(0.9) { Patch::Set(format!("{id}@example.com")) } else { Patch::Keep },
-            phone: if rng.random_bool(0.6) { Patch::Set(format!("+48 600 {:03} {:03}", i / 1000, i % 1000)) } else { Patch::Keep },
-            push_tokens: if rng.random_bool(0.3) { Patch::Set(vec![format!("push-{id}")]) } else { Patch::Keep },
+            email: if rng.random_bool(0.9) {
+                Patch::Set(format!("{id}@example.com"))
+            } else {
+                Patch::Keep
+            },
+            phone: if rng.random_bool(0.6) {
+                Patch::Set(format!("+48 600 {:03} {:03}", i / 1000, i % 1000))
+            } else {
+                Patch::Keep
+            },
+            push_tokens: if rng.random_bool(0.3) {
+                Patch::Set(vec![format!("push-{id}")])
+            } else {
+                Patch::Keep
+            },
             external_id: id,
             fields,
             ..ContactUpsert::default()
@@ -110,11 +151,17 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
     let mut events = Vec::new();
     let day_ms = 86_400_000i64;
     let start = now.as_millisecond() - 90 * day_ms;
-    let at = |rng: &mut StdRng| Timestamp::from_millisecond(rng.random_range(start..now.as_millisecond()));
+    let at = |rng: &mut StdRng| {
+        Timestamp::from_millisecond(rng.random_range(start..now.as_millisecond()))
+    };
     for c in &contacts {
         let engaged = rng.random_range(0..4);
         for _ in 0..rng.random_range(0..(3 + engaged * 4)) {
-            let kind = SystemEventKind::ALL[rng.random_range(0..4usize).min(if engaged > 1 { 3 } else { 1 })];
+            let kind = SystemEventKind::ALL[rng.random_range(0..4usize).min(if engaged > 1 {
+                3
+            } else {
+                1
+            })];
             events.push(NewEvent {
                 client_id: None,
                 contact: c.external_id.clone(),
@@ -122,7 +169,8 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
                 body: EventBody::System {
                     kind,
                     campaign: Some(format!("newsletter-{}", rng.random_range(1..=6))),
-                    url: matches!(kind, SystemEventKind::MailClick).then(|| "https://shop.example.com/sale".into()),
+                    url: matches!(kind, SystemEventKind::MailClick)
+                        .then(|| "https://shop.example.com/sale".into()),
                 },
             });
         }
@@ -151,7 +199,10 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
                 contact: c.external_id.clone(),
                 timestamp: at(&mut rng)?,
                 body: EventBody::Visit {
-                    url: format!("https://shop.example.com{}", PAGES[rng.random_range(0..PAGES.len())]),
+                    url: format!(
+                        "https://shop.example.com{}",
+                        PAGES[rng.random_range(0..PAGES.len())]
+                    ),
                 },
             });
         }
@@ -162,22 +213,40 @@ async fn fill(store: &dyn Store, account: &Account, n: usize, now: Timestamp) ->
     }
 
     let segments = [
-        ("Warsaw newsletter readers", "Subscribers in Warsaw",
-         json!({"all": [{"field": "city", "op": "equals", "value": "warsaw"}, {"field": "newsletter", "op": "is_true"}]})),
-        ("Engaged e-mail readers", "Opened an e-mail in the last 30 days",
-         json!({"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}})),
-        ("Big spenders", "Two or more purchases over 200 in the last 90 days",
-         json!({"custom_event": "purchase", "op": "occurred", "min_count": 2,
+        (
+            "Warsaw newsletter readers",
+            "Subscribers in Warsaw",
+            json!({"all": [{"field": "city", "op": "equals", "value": "warsaw"}, {"field": "newsletter", "op": "is_true"}]}),
+        ),
+        (
+            "Engaged e-mail readers",
+            "Opened an e-mail in the last 30 days",
+            json!({"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}}),
+        ),
+        (
+            "Big spenders",
+            "Two or more purchases over 200 in the last 90 days",
+            json!({"custom_event": "purchase", "op": "occurred", "min_count": 2,
                 "where": [{"property": "amount", "op": "greater_than", "value": 200}],
-                "within": {"last_days": 90}})),
-        ("Pricing visitors who never bought", "Saw the pricing page but never purchased",
-         json!({"all": [{"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred"},
-                        {"custom_event": "purchase", "op": "not_occurred"}]})),
-        ("Birthdays this week", "Birthday today or in the next 7 days",
-         json!({"field": "birthday", "op": "anniversary_within", "value": 7})),
-        ("Dormant pro users", "Pro or enterprise, no e-mail opened in 60 days",
-         json!({"all": [{"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
-                        {"system_event": "MailOpen", "op": "not_occurred", "within": {"last_days": 60}}]})),
+                "within": {"last_days": 90}}),
+        ),
+        (
+            "Pricing visitors who never bought",
+            "Saw the pricing page but never purchased",
+            json!({"all": [{"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred"},
+                        {"custom_event": "purchase", "op": "not_occurred"}]}),
+        ),
+        (
+            "Birthdays this week",
+            "Birthday today or in the next 7 days",
+            json!({"field": "birthday", "op": "anniversary_within", "value": 7}),
+        ),
+        (
+            "Dormant pro users",
+            "Pro or enterprise, no e-mail opened in 60 days",
+            json!({"all": [{"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
+                        {"system_event": "MailOpen", "op": "not_occurred", "within": {"last_days": 60}}]}),
+        ),
     ];
     for (name, description, rule) in segments {
         let (catalog, _) = load_catalog(store, account.id).await?;

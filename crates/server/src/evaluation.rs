@@ -73,7 +73,11 @@ impl ReferenceEvaluator {
         ReferenceEvaluator { store, clock }
     }
 
-    async fn snapshot(&self, account: &Account, as_of: Option<Timestamp>) -> Result<Snapshot, EvalError> {
+    async fn snapshot(
+        &self,
+        account: &Account,
+        as_of: Option<Timestamp>,
+    ) -> Result<Snapshot, EvalError> {
         let zone = TimeZone::get(&account.time_zone).map_err(|_| EvalError::TimeZone {
             account: account.id,
             zone: account.time_zone.clone(),
@@ -82,10 +86,8 @@ impl ReferenceEvaluator {
         let (catalog, segments) = load_catalog(self.store.as_ref(), account.id).await?;
         let rules = parse_saved_rules(&catalog, &segments)?;
         let contacts = self.store.all_contacts(account.id).await?;
-        let mut data: HashMap<i64, ContactData> = contacts
-            .iter()
-            .map(|c| (c.id, contact_data(c)))
-            .collect();
+        let mut data: HashMap<i64, ContactData> =
+            contacts.iter().map(|c| (c.id, contact_data(c))).collect();
         for event in self.store.all_events(account.id).await? {
             if let Some(d) = data.get_mut(&event.contact_id) {
                 push_event(d, event.client_id, event.timestamp, event.body);

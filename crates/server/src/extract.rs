@@ -42,7 +42,53 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))?;
+    let mut nul = Vec::new();
+    find_nul(&value, "", &mut nul);
+    if !nul.is_empty() {
+        return Err(ApiError::Validation(nul));
+    }
     parse_value(value, "body").map_err(|issue| ApiError::Validation(vec![issue]))
+}
+
+/// No text segmentd stores may hold U+0000: PostgreSQL's text type cannot, and a value
+/// one backend keeps and the other refuses would break "both backends behave the same".
+fn find_nul(value: &serde_json::Value, path: &str, out: &mut Vec<segmentd_rules::Issue>) {
+    use serde_json::Value as J;
+    let here = |p: &str| {
+        if p.is_empty() {
+            "body".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    match value {
+        J::String(s) if s.contains('\0') => out.push(segmentd_rules::Issue::new(
+            here(path),
+            "text must not contain the NUL character (U+0000)",
+        )),
+        J::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                find_nul(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        J::Object(map) => {
+            for (k, v) in map {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    out.push(segmentd_rules::Issue::new(
+                        here(path),
+                        "keys must not contain the NUL character (U+0000)",
+                    ));
+                }
+                find_nul(v, &sub, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Parses one JSON value (an item of a batch) as `T`, with paths under `prefix`.

@@ -46,8 +46,9 @@ impl Settings {
     pub fn resolve(args: &SettingsArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
                 toml::from_str::<FileSettings>(&text)
                     .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
             }

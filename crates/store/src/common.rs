@@ -220,6 +220,15 @@ pub(crate) fn merge_batch<'a>(
         .collect()
 }
 
+/// A contact's stored `fields` JSON without `key`; `None` when it did not hold the key.
+pub(crate) fn without_key(contact: i64, fields: &str, key: &str) -> Result<Option<String>> {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(fields)
+        .map_err(|e| StoreError::Corrupt(format!("contact {contact}: fields: {e}")))?;
+    Ok(map
+        .remove(key)
+        .map(|_| serde_json::Value::Object(map).to_string()))
+}
+
 /// Distinct external ids of a batch, in first-seen order.
 pub(crate) fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut seen = std::collections::HashSet::new();
@@ -408,4 +417,8 @@ pub(crate) fn filter_segments(segments: Vec<Segment>, search: Option<&str>) -> V
                 .collect()
         }
     }
+}
+
+pub(crate) fn user_conflict(email: &str) -> String {
+    format!("user e-mail {email:?}")
 }

@@ -12,6 +12,8 @@ mod common;
 pub mod model;
 mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -90,11 +92,20 @@ pub trait Store: Send + Sync + 'static {
     /// Every event of the account in arrival order.
     async fn all_events(&self, account: AccountId) -> Result<Vec<StoredEvent>>;
     /// One contact's events in arrival order.
-    async fn contact_events(&self, account: AccountId, contact: ContactId) -> Result<Vec<StoredEvent>>;
+    async fn contact_events(
+        &self,
+        account: AccountId,
+        contact: ContactId,
+    ) -> Result<Vec<StoredEvent>>;
 
     // Segments.
     /// `Conflict` when the name is taken in the account, compared case-insensitively.
-    async fn create_segment(&self, account: AccountId, draft: &SegmentDraft, now: Timestamp) -> Result<Segment>;
+    async fn create_segment(
+        &self,
+        account: AccountId,
+        draft: &SegmentDraft,
+        now: Timestamp,
+    ) -> Result<Segment>;
     /// `Ok(None)` if unknown; `Conflict` as for create.
     async fn update_segment(
         &self,
@@ -108,6 +119,37 @@ pub trait Store: Send + Sync + 'static {
     async fn segments(&self, account: AccountId, search: Option<&str>) -> Result<Vec<Segment>>;
     /// `false` if unknown.
     async fn delete_segment(&self, account: AccountId, id: SegmentId) -> Result<bool>;
+
+    // Users and sessions.
+    /// `Conflict` when the e-mail address is taken anywhere, compared case-insensitively
+    /// (addresses sign users in, so they are unique across accounts).
+    async fn create_user(
+        &self,
+        account: AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<User>;
+    /// The user signing in with `email` (any case), whatever the account.
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// The account's users, sorted by id.
+    async fn users(&self, account: AccountId) -> Result<Vec<User>>;
+    /// Replaces a user's password hash; `false` if the user is not in the account.
+    async fn set_password_hash(
+        &self,
+        account: AccountId,
+        user: UserId,
+        password_hash: &str,
+    ) -> Result<bool>;
+    /// Stores a new session; `false` (and nothing stored) unless the user belongs to
+    /// `session.account_id`.
+    async fn create_session(&self, session: &NewSession) -> Result<bool>;
+    /// The session with this token hash, if it has not expired at `now`.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+    /// Ends a session (sign-out); `false` if there was none.
+    async fn delete_session(&self, token_hash: &str) -> Result<bool>;
+    /// Deletes the sessions expired at `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64>;
 }
 
 /// Opens (creating and migrating as needed) the store a database URL names.

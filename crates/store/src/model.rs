@@ -191,3 +191,37 @@ pub struct SegmentDraft {
     pub description: String,
     pub rule: serde_json::Value,
 }
+
+/// A panel user. `password_hash` is an argon2 PHC string made by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub account_id: AccountId,
+    /// As given when the user was created; unique across the installation, ignoring case.
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+/// A panel session, found by the hash of its cookie token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    /// The signed-in user's e-mail address.
+    pub email: String,
+    /// Sent back with every state-changing request of the session.
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+}
+
+/// What a new session stores: the hash of its token, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Hex SHA-256 of the cookie's token.
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+}

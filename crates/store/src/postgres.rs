@@ -162,18 +162,38 @@ impl Store for PostgresStore {
         if deleted == 0 {
             return Ok(false);
         }
-        // `json` rather than `jsonb`: values pass through verbatim (jsonb refuses `\u0000`
-        // and rewrites numbers).
-        sqlx::query(
-            "UPDATE contacts SET fields = COALESCE( \
-                 (SELECT json_object_agg(e.key, e.value) FROM json_each(fields::json) e \
-                  WHERE e.key <> $1)::text, '{}') \
-             WHERE account_id = $2 AND fields::json -> $1 IS NOT NULL",
+        // Rewritten here rather than with PostgreSQL's JSON functions: they refuse text
+        // holding `\u0000`, which a stored value may contain. `strpos` only narrows the
+        // rows down: the key, as serde_json writes it, appears in every row that holds it.
+        let needle = serde_json::Value::String(key.to_owned()).to_string();
+        let rows = sqlx::query(
+            "SELECT id, fields FROM contacts WHERE account_id = $1 AND strpos(fields, $2) > 0",
         )
-        .bind(key)
         .bind(account)
-        .execute(&mut *tx)
+        .bind(&needle)
+        .fetch_all(&mut *tx)
         .await?;
+        let mut ids = Vec::new();
+        let mut texts = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            if let Some(text) = without_key(id, row.try_get("fields")?, key)? {
+                ids.push(id);
+                texts.push(text);
+            }
+        }
+        if !ids.is_empty() {
+            sqlx::query(
+                "UPDATE contacts c SET fields = u.fields \
+                 FROM UNNEST($2::bigint[], $3::text[]) AS u (id, fields) \
+                 WHERE c.account_id = $1 AND c.id = u.id",
+            )
+            .bind(account)
+            .bind(&ids)
+            .bind(&texts)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -502,6 +522,141 @@ impl Store for PostgresStore {
             .rows_affected();
         Ok(deleted > 0)
     }
+
+    // Users and sessions.
+
+    async fn create_user(
+        &self,
+        account: AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (account_id, email, email_key, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(account)
+        .bind(email)
+        .bind(email.to_lowercase())
+        .bind(password_hash)
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || user_conflict(email)))?;
+        Ok(User {
+            id,
+            account_id: account,
+            email: email.to_owned(),
+            password_hash: password_hash.to_owned(),
+            created_at: from_ms(to_ms(now))?,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, email, password_hash, created_at FROM users WHERE email_key = $1",
+        )
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self, account: AccountId) -> Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, email, password_hash, created_at FROM users \
+             WHERE account_id = $1 ORDER BY id",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_password_hash(
+        &self,
+        account: AccountId,
+        user: UserId,
+        password_hash: &str,
+    ) -> Result<bool> {
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE account_id = $2 AND id = $3")
+                .bind(password_hash)
+                .bind(account)
+                .bind(user)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, account_id, csrf_token, created_at, expires_at) \
+             SELECT $1, id, account_id, $2, $3, $4 FROM users WHERE id = $5 AND account_id = $6",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.csrf_token)
+        .bind(now_ms())
+        .bind(to_ms(session.expires_at))
+        .bind(session.user_id)
+        .bind(session.account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "session token".to_owned()))?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT s.user_id, s.account_id, u.email, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id AND u.account_id = s.account_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(to_ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Session {
+                user_id: row.try_get("user_id")?,
+                account_id: row.try_get("account_id")?,
+                email: row.try_get("email")?,
+                csrf_token: row.try_get("csrf_token")?,
+                expires_at: from_ms(row.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(to_ms(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+fn user_from_row(row: &PgRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+    })
 }
 
 /// Serializes, inside one account, the transactions that read and rewrite contacts'

@@ -210,13 +210,9 @@ impl Store for SqliteStore {
                 .await?;
             for row in rows {
                 let id: i64 = row.try_get("id")?;
-                let text: String = row.try_get("fields")?;
-                let mut map: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&text)
-                        .map_err(|e| StoreError::Corrupt(format!("contact {id}: fields: {e}")))?;
-                if map.remove(key).is_some() {
+                if let Some(text) = without_key(id, row.try_get("fields")?, key)? {
                     sqlx::query("UPDATE contacts SET fields = ? WHERE account_id = ? AND id = ?")
-                        .bind(serde_json::Value::Object(map).to_string())
+                        .bind(text)
                         .bind(account)
                         .bind(id)
                         .execute(&mut *tx)
@@ -529,4 +525,139 @@ impl Store for SqliteStore {
             .rows_affected();
         Ok(deleted > 0)
     }
+
+    // Users and sessions.
+
+    async fn create_user(
+        &self,
+        account: AccountId,
+        email: &str,
+        password_hash: &str,
+        now: Timestamp,
+    ) -> Result<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (account_id, email, email_key, password_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account)
+        .bind(email)
+        .bind(email.to_lowercase())
+        .bind(password_hash)
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || user_conflict(email)))?;
+        Ok(User {
+            id,
+            account_id: account,
+            email: email.to_owned(),
+            password_hash: password_hash.to_owned(),
+            created_at: from_ms(to_ms(now))?,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, email, password_hash, created_at FROM users WHERE email_key = ?",
+        )
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self, account: AccountId) -> Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, email, password_hash, created_at FROM users \
+             WHERE account_id = ? ORDER BY id",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_password_hash(
+        &self,
+        account: AccountId,
+        user: UserId,
+        password_hash: &str,
+    ) -> Result<bool> {
+        let updated =
+            sqlx::query("UPDATE users SET password_hash = ? WHERE account_id = ? AND id = ?")
+                .bind(password_hash)
+                .bind(account)
+                .bind(user)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, account_id, csrf_token, created_at, expires_at) \
+             SELECT ?, id, account_id, ?, ?, ? FROM users WHERE id = ? AND account_id = ?",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.csrf_token)
+        .bind(now_ms())
+        .bind(to_ms(session.expires_at))
+        .bind(session.user_id)
+        .bind(session.account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "session token".to_owned()))?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT s.user_id, s.account_id, u.email, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id AND u.account_id = s.account_id \
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(to_ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Session {
+                user_id: row.try_get("user_id")?,
+                account_id: row.try_get("account_id")?,
+                email: row.try_get("email")?,
+                csrf_token: row.try_get("csrf_token")?,
+                expires_at: from_ms(row.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(to_ms(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+    })
 }

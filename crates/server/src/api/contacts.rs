@@ -32,7 +32,9 @@ pub struct ContactBatch {
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the key is absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -94,7 +96,11 @@ impl From<Contact> for ContactOut {
                 sms: c.effective_sms_status().map(|s| s.as_str().to_owned()),
                 push_tokens: c.push_tokens.clone(),
             },
-            fields: c.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+            fields: c
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
             external_id: c.external_id,
             email: c.email,
             phone: c.phone,
@@ -110,7 +116,8 @@ fn is_plausible_email(s: &str) -> bool {
 }
 
 fn is_plausible_phone(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    s.chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
         && s.chars().filter(char::is_ascii_digit).count() >= 3
 }
 
@@ -163,12 +170,17 @@ pub fn parse_contact(
     for (key, value) in c.fields.unwrap_or_default() {
         let fpath = format!("{path}.fields.{key}");
         match field_types.get(&key) {
-            None => issues.push(Issue::new(fpath, format!("unknown field \"{key}\"; declare it with POST /api/v1/fields first"))),
+            None => issues.push(Issue::new(
+                fpath,
+                format!("unknown field \"{key}\"; declare it with POST /api/v1/fields first"),
+            )),
             Some(ty) => match FieldValue::from_json(*ty, &value) {
                 Ok(v) => {
                     fields.insert(key, v);
                 }
-                Err(problem) => issues.push(Issue::new(fpath, format!("{problem} for this {ty} field"))),
+                Err(problem) => {
+                    issues.push(Issue::new(fpath, format!("{problem} for this {ty} field")))
+                }
             },
         }
     }
@@ -200,7 +212,9 @@ pub fn parse_contact(
         }
         if let Some(tokens) = ch.push_tokens {
             if tokens.len() > MAX_PUSH_TOKENS
-                || tokens.iter().any(|t| t.is_empty() || t.chars().count() > MAX_PUSH_TOKEN_CHARS)
+                || tokens
+                    .iter()
+                    .any(|t| t.is_empty() || t.chars().count() > MAX_PUSH_TOKEN_CHARS)
             {
                 issues.push(Issue::new(
                     format!("{path}.channels.push_tokens"),
@@ -211,7 +225,11 @@ pub fn parse_contact(
             }
         }
     }
-    if issues.is_empty() { Ok(upsert) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(upsert)
+    } else {
+        Err(issues)
+    }
 }
 
 /// Creates or updates contacts by external id; the batch is stored whole or not at all.
@@ -225,7 +243,10 @@ pub async fn upsert_contacts(
     if body.contacts.len() > MAX_BATCH {
         return Err(ApiError::validation(
             "contacts",
-            format!("expected at most {MAX_BATCH} contacts in one batch, got {}", body.contacts.len()),
+            format!(
+                "expected at most {MAX_BATCH} contacts in one batch, got {}",
+                body.contacts.len()
+            ),
         ));
     }
     let field_types: HashMap<_, _> = state
@@ -277,7 +298,9 @@ pub async fn delete_contact(
     if state.store.delete_contact(account.id, &external_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("no contact with external_id \"{external_id}\"")))
+        Err(ApiError::NotFound(format!(
+            "no contact with external_id \"{external_id}\""
+        )))
     }
 }
 

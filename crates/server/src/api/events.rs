@@ -67,13 +67,17 @@ pub struct Accepted {
 fn check_text(value: &str, path: String, what: &str, max: usize, issues: &mut Vec<Issue>) {
     let n = value.chars().count();
     if n == 0 || n > max {
-        issues.push(Issue::new(path, format!("expected {what} of 1 to {max} characters")));
+        issues.push(Issue::new(
+            path,
+            format!("expected {what} of 1 to {max} characters"),
+        ));
     }
 }
 
 /// Timestamps are kept to the millisecond (see docs/semantics.md).
 fn timestamp(value: &str, path: String, issues: &mut Vec<Issue>) -> Timestamp {
-    match parse_timestamp(value).and_then(|t| Timestamp::from_millisecond(t.as_millisecond()).ok()) {
+    match parse_timestamp(value).and_then(|t| Timestamp::from_millisecond(t.as_millisecond()).ok())
+    {
         Some(t) => t,
         None => {
             issues.push(Issue::new(
@@ -89,7 +93,14 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
     let event: EventIn = parse_value(item, path).map_err(|i| vec![i])?;
     let mut issues = Vec::new();
     let (client_id, contact, ts, body) = match event {
-        EventIn::System { id, contact, event, timestamp: t, campaign, url } => {
+        EventIn::System {
+            id,
+            contact,
+            event,
+            timestamp: t,
+            campaign,
+            url,
+        } => {
             let kind = SystemEventKind::parse(&event);
             if kind.is_none() {
                 issues.push(Issue::new(
@@ -98,10 +109,22 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
                 ));
             }
             if let Some(c) = &campaign {
-                check_text(c, format!("{path}.campaign"), "a campaign id", MAX_CAMPAIGN_CHARS, &mut issues);
+                check_text(
+                    c,
+                    format!("{path}.campaign"),
+                    "a campaign id",
+                    MAX_CAMPAIGN_CHARS,
+                    &mut issues,
+                );
             }
             if let Some(u) = &url {
-                check_text(u, format!("{path}.url"), "a URL", MAX_URL_CHARS, &mut issues);
+                check_text(
+                    u,
+                    format!("{path}.url"),
+                    "a URL",
+                    MAX_URL_CHARS,
+                    &mut issues,
+                );
             }
             let body = EventBody::System {
                 kind: kind.unwrap_or(SystemEventKind::MailOpen),
@@ -110,30 +133,68 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
             };
             (id, contact, t, body)
         }
-        EventIn::Custom { id, contact, name, timestamp: t, properties } => {
-            check_text(&name, format!("{path}.name"), "an event name", MAX_EVENT_NAME_CHARS, &mut issues);
+        EventIn::Custom {
+            id,
+            contact,
+            name,
+            timestamp: t,
+            properties,
+        } => {
+            check_text(
+                &name,
+                format!("{path}.name"),
+                "an event name",
+                MAX_EVENT_NAME_CHARS,
+                &mut issues,
+            );
             let properties = properties.unwrap_or_default();
-            let size = serde_json::to_vec(&properties).map(|v| v.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(&properties)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if size > MAX_PROPERTIES_BYTES {
                 issues.push(Issue::new(
                     format!("{path}.properties"),
-                    format!("expected at most {MAX_PROPERTIES_BYTES} bytes of properties, got {size}"),
+                    format!(
+                        "expected at most {MAX_PROPERTIES_BYTES} bytes of properties, got {size}"
+                    ),
                 ));
             }
             (id, contact, t, EventBody::Custom { name, properties })
         }
-        EventIn::Visit { id, contact, url, timestamp: t } => {
-            check_text(&url, format!("{path}.url"), "a URL", MAX_URL_CHARS, &mut issues);
+        EventIn::Visit {
+            id,
+            contact,
+            url,
+            timestamp: t,
+        } => {
+            check_text(
+                &url,
+                format!("{path}.url"),
+                "a URL",
+                MAX_URL_CHARS,
+                &mut issues,
+            );
             (id, contact, t, EventBody::Visit { url })
         }
     };
     if let Some(id) = &client_id {
         check_text(id, format!("{path}.id"), "an id", MAX_ID_CHARS, &mut issues);
     }
-    check_text(&contact, format!("{path}.contact"), "an external id", 200, &mut issues);
+    check_text(
+        &contact,
+        format!("{path}.contact"),
+        "an external id",
+        200,
+        &mut issues,
+    );
     let timestamp = timestamp(&ts, format!("{path}.timestamp"), &mut issues);
     if issues.is_empty() {
-        Ok(NewEvent { client_id, contact, timestamp, body })
+        Ok(NewEvent {
+            client_id,
+            contact,
+            timestamp,
+            body,
+        })
     } else {
         Err(issues)
     }
@@ -150,7 +211,10 @@ pub async fn post_events(
     if body.events.len() > MAX_BATCH {
         return Err(ApiError::validation(
             "events",
-            format!("expected at most {MAX_BATCH} events in one batch, got {}", body.events.len()),
+            format!(
+                "expected at most {MAX_BATCH} events in one batch, got {}",
+                body.events.len()
+            ),
         ));
     }
     let mut issues = Vec::new();
@@ -174,7 +238,10 @@ pub async fn post_events(
                 .into_iter()
                 .map(|i| {
                     let contact = batch.get(i).map(|e| e.contact.as_str()).unwrap_or_default();
-                    Issue::new(format!("events[{i}].contact"), format!("unknown contact \"{contact}\""))
+                    Issue::new(
+                        format!("events[{i}].contact"),
+                        format!("unknown contact \"{contact}\""),
+                    )
                 })
                 .collect(),
         )),

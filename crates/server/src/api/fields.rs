@@ -71,7 +71,10 @@ impl TryFrom<FieldIn> for FieldDef {
         } else if body.key == "email" || body.key == "phone" {
             issues.push(Issue::new(
                 "key",
-                format!("\"{}\" is a built-in field and cannot be declared", body.key),
+                format!(
+                    "\"{}\" is a built-in field and cannot be declared",
+                    body.key
+                ),
             ));
         }
         let field_type = match body.field_type.as_str() {
@@ -155,7 +158,11 @@ pub async fn delete_field(
     let rules = parse_saved_rules(&catalog, &segments)?;
     let users: Vec<&str> = segments
         .iter()
-        .filter(|s| rules.get(&s.id).is_some_and(|r| r.custom_fields().contains(&key)))
+        .filter(|s| {
+            rules
+                .get(&s.id)
+                .is_some_and(|r| r.custom_fields().contains(&key))
+        })
         .map(|s| s.name.as_str())
         .collect();
     if !users.is_empty() {

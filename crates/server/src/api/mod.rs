@@ -68,15 +68,24 @@ async fn method_not_allowed() -> (axum::http::StatusCode, Json<ErrorBody>) {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/fields", post(fields::create_field).get(fields::list_fields))
+        .route(
+            "/fields",
+            post(fields::create_field).get(fields::list_fields),
+        )
         .route("/fields/{key}", delete(fields::delete_field))
-        .route("/contacts", post(contacts::upsert_contacts).get(contacts::list_contacts))
+        .route(
+            "/contacts",
+            post(contacts::upsert_contacts).get(contacts::list_contacts),
+        )
         .route(
             "/contacts/{external_id}",
             get(contacts::get_contact).delete(contacts::delete_contact),
         )
         .route("/events", post(events::post_events))
-        .route("/segments", post(segments::create_segment).get(segments::list_segments))
+        .route(
+            "/segments",
+            post(segments::create_segment).get(segments::list_segments),
+        )
         .route("/segments/preview", post(segments::preview))
         .route(
             "/segments/{id}",

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use segmentd_rules::data::parse_timestamp;
 use jiff::Timestamp;
+use segmentd_rules::data::parse_timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -110,7 +110,10 @@ async fn draft(
     let mut issues = Vec::new();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        issues.push(Issue::new("name", format!("expected a name of 1 to {MAX_NAME_CHARS} characters")));
+        issues.push(Issue::new(
+            "name",
+            format!("expected a name of 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
     let description = body.description.unwrap_or_default();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
@@ -139,7 +142,9 @@ async fn draft(
 fn name_conflict(e: StoreError, name: &str) -> ApiError {
     match e {
         StoreError::Conflict(_) => ApiError::Conflict {
-            message: format!("a segment named \"{name}\" already exists (names are compared without case)"),
+            message: format!(
+                "a segment named \"{name}\" already exists (names are compared without case)"
+            ),
             path: Some("name".into()),
         },
         other => other.into(),
@@ -202,7 +207,10 @@ pub async fn list_segments(
     Authenticated(account): Authenticated,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<SegmentList>, ApiError> {
-    let search = query.get("search").map(String::as_str).filter(|s| !s.is_empty());
+    let search = query
+        .get("search")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
     let segments = state.store.segments(account.id, search).await?;
     let ids: Vec<SegmentId> = segments.iter().map(|s| s.id).collect();
     let counts = state.evaluator.counts(&account, &ids, None).await?;
@@ -224,7 +232,11 @@ pub async fn get_segment(
     Path(id): Path<String>,
 ) -> Result<Json<SegmentOut>, ApiError> {
     let id = parse_id(&id)?;
-    let segment = state.store.segment(account.id, id).await?.ok_or_else(|| not_found(id))?;
+    let segment = state
+        .store
+        .segment(account.id, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let count = count_one(&state, &account, id).await?;
     Ok(Json(segment_out(segment, count)))
 }
@@ -244,7 +256,13 @@ pub async fn delete_segment(
     }
     let users: Vec<&str> = segments
         .iter()
-        .filter(|s| s.id != id && catalog.segments.get(&s.id).is_some_and(|refs| refs.contains(&id)))
+        .filter(|s| {
+            s.id != id
+                && catalog
+                    .segments
+                    .get(&s.id)
+                    .is_some_and(|refs| refs.contains(&id))
+        })
         .map(|s| s.name.as_str())
         .collect();
     if !users.is_empty() {
@@ -346,7 +364,10 @@ pub async fn preview(
     let (Some(rule), Some(at), true) = (rule, at, issues.is_empty()) else {
         return Err(ApiError::Validation(issues));
     };
-    let preview = state.evaluator.preview(&account, &rule, Some(at), PREVIEW_SAMPLE).await?;
+    let preview = state
+        .evaluator
+        .preview(&account, &rule, Some(at), PREVIEW_SAMPLE)
+        .await?;
     Ok(Json(PreviewOut {
         count: preview.count,
         sample: preview.sample,

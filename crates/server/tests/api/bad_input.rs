@@ -3,25 +3,33 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{TestApp, assert_error};
 
-#[tokio::test]
-async fn a_missing_or_bad_api_key_is_unauthorized() {
-    let app = spawn_app().await;
+pub async fn a_missing_or_bad_api_key_is_unauthorized(app: TestApp) {
     let no_key = app.client.get(app.url("/segments")).send().await.unwrap();
     assert_error(no_key, StatusCode::UNAUTHORIZED, &[]).await;
     for key in ["sk_wrong", "", "Basic abc", &app.key[..app.key.len() - 1]] {
         let r = app.send_as(key, Method::GET, "/segments", None).await;
         assert_error(r, StatusCode::UNAUTHORIZED, &[]).await;
     }
-    let r = app.client.get(app.url("/fields")).header("authorization", format!("Basic {}", app.key)).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/fields"))
+        .header("authorization", format!("Basic {}", app.key))
+        .send()
+        .await
+        .unwrap();
     assert_error(r, StatusCode::UNAUTHORIZED, &[]).await;
 }
 
-#[tokio::test]
-async fn malformed_json_is_a_bad_request_on_every_write() {
-    let app = spawn_app().await;
-    for path in ["/fields", "/contacts", "/events", "/segments", "/segments/preview"] {
+pub async fn malformed_json_is_a_bad_request_on_every_write(app: TestApp) {
+    for path in [
+        "/fields",
+        "/contacts",
+        "/events",
+        "/segments",
+        "/segments/preview",
+    ] {
         for body in ["{", "not json", "", "{\"contacts\": [}"] {
             let r = app.raw(Method::POST, path, body).await;
             assert_error(r, StatusCode::BAD_REQUEST, &[]).await;
@@ -29,20 +37,46 @@ async fn malformed_json_is_a_bad_request_on_every_write() {
     }
 }
 
-#[tokio::test]
-async fn wrong_shapes_and_unknown_body_fields_are_unprocessable() {
-    let app = spawn_app().await;
+pub async fn wrong_shapes_and_unknown_body_fields_are_unprocessable(app: TestApp) {
     let cases = [
         ("/contacts", json!([]), vec!["body"]),
         ("/contacts", json!({"contacts": {}}), vec!["contacts"]),
-        ("/contacts", json!({"contacts": [], "extra": 1}), vec!["extra"]),
-        ("/contacts", json!({"contacts": [{"external_id": 5}]}), vec!["contacts[0].external_id"]),
-        ("/contacts", json!({"contacts": [{"external_id": "a", "nick": "x"}]}), vec!["contacts[0].nick"]),
-        ("/contacts", json!({"contacts": [{"external_id": "a", "channels": {"email": "maybe"}}]}), vec!["contacts[0].channels.email"]),
-        ("/events", json!({"events": [{"contact": "a"}]}), vec!["events[0]"]),
+        (
+            "/contacts",
+            json!({"contacts": [], "extra": 1}),
+            vec!["extra"],
+        ),
+        (
+            "/contacts",
+            json!({"contacts": [{"external_id": 5}]}),
+            vec!["contacts[0].external_id"],
+        ),
+        (
+            "/contacts",
+            json!({"contacts": [{"external_id": "a", "nick": "x"}]}),
+            vec!["contacts[0].nick"],
+        ),
+        (
+            "/contacts",
+            json!({"contacts": [{"external_id": "a", "channels": {"email": "maybe"}}]}),
+            vec!["contacts[0].channels.email"],
+        ),
+        (
+            "/events",
+            json!({"events": [{"contact": "a"}]}),
+            vec!["events[0]"],
+        ),
         ("/segments", json!({"name": "x"}), vec!["body"]),
-        ("/segments", json!({"name": "x", "rule": {"op": "occurred"}, "owner": "me"}), vec!["owner"]),
-        ("/segments/preview", json!({"rule": {"op": "occurred"}, "limit": 3}), vec!["limit"]),
+        (
+            "/segments",
+            json!({"name": "x", "rule": {"op": "occurred"}, "owner": "me"}),
+            vec!["owner"],
+        ),
+        (
+            "/segments/preview",
+            json!({"rule": {"op": "occurred"}, "limit": 3}),
+            vec!["limit"],
+        ),
     ];
     for (path, body, paths) in cases {
         let r = app.post(path, &body).await;
@@ -50,9 +84,7 @@ async fn wrong_shapes_and_unknown_body_fields_are_unprocessable() {
     }
 }
 
-#[tokio::test]
-async fn every_invalid_contact_of_a_batch_is_listed_and_nothing_is_stored() {
-    let app = spawn_app().await;
+pub async fn every_invalid_contact_of_a_batch_is_listed_and_nothing_is_stored(app: TestApp) {
     app.create_field("age", "number").await;
     app.create_field("born", "date").await;
     app.create_field("vip", "boolean").await;
@@ -85,23 +117,49 @@ async fn every_invalid_contact_of_a_batch_is_listed_and_nothing_is_stored() {
     assert_eq!(page["items"], json!([]), "a rejected batch stores nothing");
 }
 
-#[tokio::test]
-async fn an_oversized_body_is_refused() {
-    let app = spawn_app().await;
-    let big = format!("{{\"contacts\": [{{\"external_id\": \"{}\"}}]}}", "x".repeat(65 * 1024 * 1024));
+pub async fn an_oversized_body_is_refused(app: TestApp) {
+    let big = format!(
+        "{{\"contacts\": [{{\"external_id\": \"{}\"}}]}}",
+        "x".repeat(65 * 1024 * 1024)
+    );
     let r = app.raw(Method::POST, "/contacts", &big).await;
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, &[]).await;
 }
 
-#[tokio::test]
-async fn unknown_ids_and_routes_are_not_found() {
-    let app = spawn_app().await;
-    for path in ["/contacts/nobody", "/segments/77", "/segments/-1/count", "/segments/x", "/nowhere"] {
+pub async fn unknown_ids_and_routes_are_not_found(app: TestApp) {
+    for path in [
+        "/contacts/nobody",
+        "/segments/77",
+        "/segments/-1/count",
+        "/segments/x",
+        "/nowhere",
+    ] {
         assert_error(app.get(path).await, StatusCode::NOT_FOUND, &[]).await;
     }
-    let r = app.put("/segments/77", &json!({"name": "x", "rule": {"op": "occurred"}})).await;
+    let r = app
+        .put(
+            "/segments/77",
+            &json!({"name": "x", "rule": {"op": "occurred"}}),
+        )
+        .await;
     assert_error(r, StatusCode::NOT_FOUND, &[]).await;
     assert_error(app.delete("/fields/nope").await, StatusCode::NOT_FOUND, &[]).await;
     let r = app.send(Method::PATCH, "/segments", None).await;
     assert_error(r, StatusCode::METHOD_NOT_ALLOWED, &[]).await;
+}
+
+pub async fn text_with_a_nul_character_is_refused_with_its_path(app: TestApp) {
+    let r = app
+        .post_contacts(
+            json!([{"external_id": "a\u{0}b"}, {"external_id": "ok", "email": "x\u{0}@y.io"}]),
+        )
+        .await;
+    assert_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["contacts[0].external_id", "contacts[1].email"],
+    )
+    .await;
+    let page: Value = app.get("/contacts").await.json().await.unwrap();
+    assert_eq!(page["items"], json!([]));
 }

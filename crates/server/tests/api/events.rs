@@ -1,12 +1,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{TestApp, assert_error};
 
-#[tokio::test]
-async fn events_of_every_type_are_accepted_and_reposting_an_id_changes_nothing() {
-    let app = spawn_app().await;
-    app.upsert(json!([{"external_id": "a"}, {"external_id": "b"}])).await;
+pub async fn events_of_every_type_are_accepted_and_reposting_an_id_changes_nothing(app: TestApp) {
+    app.upsert(json!([{"external_id": "a"}, {"external_id": "b"}]))
+        .await;
     let batch = json!([
         {"type": "system", "id": "s1", "contact": "a", "event": "MailOpen", "timestamp": "2026-01-01T10:00:00Z", "campaign": "c1"},
         {"type": "system", "contact": "a", "event": "MailClick", "timestamp": "2026-01-01T10:00:00+02:00", "url": "https://x/y"},
@@ -15,23 +14,34 @@ async fn events_of_every_type_are_accepted_and_reposting_an_id_changes_nothing()
         {"type": "visit", "id": "v1", "contact": "b", "url": "https://shop/pricing", "timestamp": "2026-01-03T00:00:00Z"},
         {"type": "visit", "id": "v1", "contact": "a", "url": "https://shop/other", "timestamp": "2026-01-03T00:00:00Z"},
     ]);
-    assert_eq!(app.record(batch.clone()).await, json!({"accepted": 4, "duplicates": 1}));
-    assert_eq!(app.record(batch).await, json!({"accepted": 1, "duplicates": 4}), "only the event without an id is new again");
+    assert_eq!(
+        app.record(batch.clone()).await,
+        json!({"accepted": 4, "duplicates": 1})
+    );
+    assert_eq!(
+        app.record(batch).await,
+        json!({"accepted": 1, "duplicates": 4}),
+        "only the event without an id is new again"
+    );
 
     // The first "v1" stayed: b visited /pricing, a never visited /other.
     let other = app
-        .create_segment("Other page", json!({"visit_url": {"op": "contains", "value": "/other"}, "op": "occurred"}))
+        .create_segment(
+            "Other page",
+            json!({"visit_url": {"op": "contains", "value": "/other"}, "op": "occurred"}),
+        )
         .await;
     assert_eq!(app.count(other, "2026-02-01T00:00:00Z").await, 0);
     let pricing = app
-        .create_segment("Pricing", json!({"visit_url": {"op": "ends_with", "value": "PRICING"}, "op": "occurred"}))
+        .create_segment(
+            "Pricing",
+            json!({"visit_url": {"op": "ends_with", "value": "PRICING"}, "op": "occurred"}),
+        )
         .await;
     assert_eq!(app.members(pricing, "2026-02-01T00:00:00Z").await, ["b"]);
 }
 
-#[tokio::test]
-async fn an_event_for_an_unknown_contact_rejects_the_whole_batch() {
-    let app = spawn_app().await;
+pub async fn an_event_for_an_unknown_contact_rejects_the_whole_batch(app: TestApp) {
     app.upsert(json!([{"external_id": "a"}])).await;
     let r = app
         .post_events(json!([
@@ -40,8 +50,18 @@ async fn an_event_for_an_unknown_contact_rejects_the_whole_batch() {
             {"type": "visit", "contact": "nobody", "url": "https://x", "timestamp": "2026-01-01T10:00:00Z"},
         ]))
         .await;
-    let body = assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, &["events[1].contact", "events[2].contact"]).await;
-    assert!(body["error"]["details"][0]["message"].as_str().unwrap().contains("ghost"));
+    let body = assert_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["events[1].contact", "events[2].contact"],
+    )
+    .await;
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ghost")
+    );
     // Nothing was stored: s1 is new when posted again.
     assert_eq!(
         app.record(json!([{"type": "system", "id": "s1", "contact": "a", "event": "MailOpen", "timestamp": "2026-01-01T10:00:00Z"}])).await,
@@ -49,9 +69,7 @@ async fn an_event_for_an_unknown_contact_rejects_the_whole_batch() {
     );
 }
 
-#[tokio::test]
-async fn invalid_events_are_each_reported_with_their_paths_and_nothing_is_stored() {
-    let app = spawn_app().await;
+pub async fn invalid_events_are_each_reported_with_their_paths_and_nothing_is_stored(app: TestApp) {
     app.upsert(json!([{"external_id": "a"}])).await;
     let r = app
         .post_events(json!([
@@ -89,13 +107,16 @@ async fn invalid_events_are_each_reported_with_their_paths_and_nothing_is_stored
     );
 }
 
-#[tokio::test]
-async fn a_batch_of_ten_thousand_events_is_accepted_in_one_request() {
-    let app = spawn_app().await;
+pub async fn a_batch_of_ten_thousand_events_is_accepted_in_one_request(app: TestApp) {
     app.upsert(json!([{"external_id": "a"}])).await;
     let batch: Vec<Value> = (0..10_000)
-        .map(|i| json!({"type": "custom", "id": format!("e{i}"), "contact": "a", "name": "purchase",
-            "timestamp": "2026-01-01T10:00:00Z", "properties": {"amount": i, "sku": "SKU-123456"}}))
+        .map(|i| {
+            json!({"type": "custom", "id": format!("e{i}"), "contact": "a", "name": "purchase",
+            "timestamp": "2026-01-01T10:00:00Z", "properties": {"amount": i, "sku": "SKU-123456"}})
+        })
         .collect();
-    assert_eq!(app.record(Value::Array(batch)).await, json!({"accepted": 10_000, "duplicates": 0}));
+    assert_eq!(
+        app.record(Value::Array(batch)).await,
+        json!({"accepted": 10_000, "duplicates": 0})
+    );
 }

@@ -1,15 +1,21 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{TestApp, assert_error};
 
-#[tokio::test]
-async fn a_declared_field_is_listed_with_its_type() {
-    let app = spawn_app().await;
-    let r = app.post("/fields", &json!({"key": "city", "label": "City", "type": "text"})).await;
+pub async fn a_declared_field_is_listed_with_its_type(app: TestApp) {
+    let r = app
+        .post(
+            "/fields",
+            &json!({"key": "city", "label": "City", "type": "text"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body, json!({"key": "city", "label": "City", "type": "text"}));
+    assert_eq!(
+        body,
+        json!({"key": "city", "label": "City", "type": "text"})
+    );
     app.create_field("age", "number").await;
     let list: Value = app.get("/fields").await.json().await.unwrap();
     assert_eq!(
@@ -18,17 +24,18 @@ async fn a_declared_field_is_listed_with_its_type() {
     );
 }
 
-#[tokio::test]
-async fn a_taken_key_is_a_conflict() {
-    let app = spawn_app().await;
+pub async fn a_taken_key_is_a_conflict(app: TestApp) {
     app.create_field("city", "text").await;
-    let r = app.post("/fields", &json!({"key": "city", "label": "Town", "type": "number"})).await;
+    let r = app
+        .post(
+            "/fields",
+            &json!({"key": "city", "label": "Town", "type": "number"}),
+        )
+        .await;
     assert_error(r, StatusCode::CONFLICT, &["key"]).await;
 }
 
-#[tokio::test]
-async fn bad_field_definitions_are_rejected_with_their_paths() {
-    let app = spawn_app().await;
+pub async fn bad_field_definitions_are_rejected_with_their_paths(app: TestApp) {
     let cases = [
         (json!({"key": "City", "type": "text"}), vec!["key"]),
         (json!({"key": "9lives", "type": "text"}), vec!["key"]),
@@ -36,8 +43,14 @@ async fn bad_field_definitions_are_rejected_with_their_paths() {
         (json!({"key": "email", "type": "text"}), vec!["key"]),
         (json!({"key": "phone", "type": "text"}), vec!["key"]),
         (json!({"key": "ok", "type": "integer"}), vec!["type"]),
-        (json!({"key": "Bad", "type": "integer"}), vec!["key", "type"]),
-        (json!({"key": "ok", "type": "text", "colour": "red"}), vec!["colour"]),
+        (
+            json!({"key": "Bad", "type": "integer"}),
+            vec!["key", "type"],
+        ),
+        (
+            json!({"key": "ok", "type": "text", "colour": "red"}),
+            vec!["colour"],
+        ),
         (json!({"type": "text"}), vec!["body"]),
         (json!({"key": 5, "type": "text"}), vec!["key"]),
     ];
@@ -49,17 +62,24 @@ async fn bad_field_definitions_are_rejected_with_their_paths() {
     assert_eq!(list["items"], json!([]), "nothing was stored");
 }
 
-#[tokio::test]
-async fn deleting_a_field_removes_its_values_and_a_used_field_cannot_be_deleted() {
-    let app = spawn_app().await;
+pub async fn deleting_a_field_removes_its_values_and_a_used_field_cannot_be_deleted(app: TestApp) {
     app.create_field("city", "text").await;
     app.create_field("age", "number").await;
-    app.upsert(json!([{"external_id": "a", "fields": {"city": "Warsaw", "age": 30}}])).await;
-    let id = app.create_segment("Adults", json!({"field": "age", "op": "greater_or_equal", "value": 18})).await;
+    app.upsert(json!([{"external_id": "a", "fields": {"city": "Warsaw", "age": 30}}]))
+        .await;
+    let id = app
+        .create_segment(
+            "Adults",
+            json!({"field": "age", "op": "greater_or_equal", "value": 18}),
+        )
+        .await;
 
     assert_error(app.delete("/fields/age").await, StatusCode::CONFLICT, &[]).await;
     assert_error(app.delete("/fields/nope").await, StatusCode::NOT_FOUND, &[]).await;
-    assert_eq!(app.delete("/fields/city").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete("/fields/city").await.status(),
+        StatusCode::NO_CONTENT
+    );
     let contact: Value = app.get("/contacts/a").await.json().await.unwrap();
     assert_eq!(contact["fields"], json!({"age": 30.0}));
 
@@ -68,6 +88,12 @@ async fn deleting_a_field_removes_its_values_and_a_used_field_cannot_be_deleted(
     let contact: Value = app.get("/contacts/a").await.json().await.unwrap();
     assert_eq!(contact["fields"], json!({"age": 30.0}));
 
-    assert_eq!(app.delete(&format!("/segments/{id}")).await.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/fields/age").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&format!("/segments/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/fields/age").await.status(),
+        StatusCode::NO_CONTENT
+    );
 }

@@ -1,38 +1,43 @@
-//! `spawn_app()` and typed helpers, after zero-to-production's `tests/api/helpers.rs`.
+//! `run()` (a fresh app per test on either backend) and typed helpers, after zero-to-production.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use reqwest::{Method, Response, StatusCode};
 use segmentd::auth::issue_api_key;
 use segmentd::startup::Application;
+use segmentd_store::testing::{self, Backend};
 use segmentd_store::{Account, Store};
 use serde_json::{Value, json};
 
-#[allow(dead_code)]
 pub struct TestApp {
     pub address: String,
     pub key: String,
     pub account: Account,
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
 }
 
-/// A server on a free port over a fresh SQLite store, with one account ("Test", UTC).
-pub async fn spawn_app() -> TestApp {
-    spawn_app_in("UTC").await
+/// Runs `test` against a server on a free port over a fresh store of `backend`, with one
+/// account ("Test", UTC) and its API key.
+pub async fn run<F, Fut>(backend: Backend, name: &str, test: F)
+where
+    F: FnOnce(TestApp) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    testing::run(backend, name, move |ctx| async move {
+        test(spawn_app_with(ctx.store).await).await
+    })
+    .await;
 }
 
-pub async fn spawn_app_in(time_zone: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store = segmentd_store::open(&url).await.unwrap();
+async fn spawn_app_with(store: Arc<dyn Store>) -> TestApp {
     let app = Application::with_store(store.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let account = store.create_account("Test", time_zone).await.unwrap();
+    let account = store.create_account("Test", "UTC").await.unwrap();
     let key = issue_api_key(store.as_ref(), account.id).await.unwrap();
     TestApp {
         address,
@@ -40,15 +45,24 @@ pub async fn spawn_app_in(time_zone: &str) -> TestApp {
         account,
         store,
         client: reqwest::Client::new(),
-        _dir: dir,
     }
 }
 
 impl TestApp {
+    /// Makes the test act as a new account in `time_zone`.
+    pub async fn use_new_account(&mut self, time_zone: &str) {
+        self.account = self.store.create_account("Zoned", time_zone).await.unwrap();
+        self.key = issue_api_key(self.store.as_ref(), self.account.id)
+            .await
+            .unwrap();
+    }
+
     /// A second account on the same server, with its own key.
     pub async fn other_account(&self) -> (Account, String) {
         let account = self.store.create_account("Other", "UTC").await.unwrap();
-        let key = issue_api_key(self.store.as_ref(), account.id).await.unwrap();
+        let key = issue_api_key(self.store.as_ref(), account.id)
+            .await
+            .unwrap();
         (account, key)
     }
 
@@ -56,7 +70,13 @@ impl TestApp {
         format!("{}/api/v1{path}", self.address)
     }
 
-    pub async fn send_as(&self, key: &str, method: Method, path: &str, body: Option<&Value>) -> Response {
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
         let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
         if let Some(b) = body {
             req = req.json(b);
@@ -96,12 +116,20 @@ impl TestApp {
     }
 
     pub async fn create_field(&self, key: &str, ty: &str) {
-        let r = self.post("/fields", &json!({"key": key, "label": key, "type": ty})).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        let r = self
+            .post("/fields", &json!({"key": key, "label": key, "type": ty}))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
     }
 
     pub async fn post_contacts(&self, contacts: Value) -> Response {
-        self.post("/contacts", &json!({ "contacts": contacts })).await
+        self.post("/contacts", &json!({ "contacts": contacts }))
+            .await
     }
 
     pub async fn upsert(&self, contacts: Value) {
@@ -121,13 +149,22 @@ impl TestApp {
 
     /// Saves a segment and returns its id.
     pub async fn create_segment(&self, name: &str, rule: Value) -> i64 {
-        let r = self.post("/segments", &json!({"name": name, "rule": rule})).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        let r = self
+            .post("/segments", &json!({"name": name, "rule": rule}))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
         r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
     }
 
     pub async fn count(&self, id: i64, as_of: &str) -> u64 {
-        let r = self.get(&format!("/segments/{id}/count?as_of={}", urlencode(as_of))).await;
+        let r = self
+            .get(&format!("/segments/{id}/count?as_of={}", urlencode(as_of)))
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
         r.json::<Value>().await.unwrap()["count"].as_u64().unwrap()
     }
@@ -138,7 +175,10 @@ impl TestApp {
         let mut cursor = String::new();
         loop {
             let r = self
-                .get(&format!("/segments/{id}/members?limit=2&as_of={}&cursor={cursor}", urlencode(as_of)))
+                .get(&format!(
+                    "/segments/{id}/members?limit=2&as_of={}&cursor={cursor}",
+                    urlencode(as_of)
+                ))
                 .await;
             assert_eq!(r.status(), StatusCode::OK);
             let page: Value = r.json().await.unwrap();
@@ -153,7 +193,9 @@ impl TestApp {
     }
 
     pub async fn preview(&self, rule: Value, as_of: &str) -> Value {
-        let r = self.post("/segments/preview", &json!({"rule": rule, "as_of": as_of})).await;
+        let r = self
+            .post("/segments/preview", &json!({"rule": rule, "as_of": as_of}))
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
         r.json().await.unwrap()
     }

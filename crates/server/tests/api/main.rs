@@ -1,4 +1,5 @@
-//! HTTP API tests: a real server on port 0 with a fresh store per test.
+//! HTTP API tests: a real server on port 0 with a fresh store per test, every test run
+//! on SQLite (`sqlite::…`) and on PostgreSQL (`postgres::…`).
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
@@ -9,3 +10,56 @@ mod helpers;
 mod isolation;
 mod segments;
 mod story;
+
+/// Declares each test once per backend; the test body gets a fresh `TestApp`.
+macro_rules! on_both_backends {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::helpers::run(segmentd_store::testing::Backend::Sqlite, stringify!($test), crate::$module::$test).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::helpers::run(segmentd_store::testing::Backend::Postgres, stringify!($test), crate::$module::$test).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    bad_input::a_missing_or_bad_api_key_is_unauthorized,
+    bad_input::malformed_json_is_a_bad_request_on_every_write,
+    bad_input::wrong_shapes_and_unknown_body_fields_are_unprocessable,
+    bad_input::every_invalid_contact_of_a_batch_is_listed_and_nothing_is_stored,
+    bad_input::an_oversized_body_is_refused,
+    bad_input::unknown_ids_and_routes_are_not_found,
+    bad_input::text_with_a_nul_character_is_refused_with_its_path,
+    contacts::an_upsert_creates_then_patches_only_the_given_attributes,
+    contacts::a_batch_of_ten_thousand_contacts_is_accepted_in_one_request,
+    contacts::more_than_ten_thousand_contacts_are_refused_and_nothing_is_stored,
+    contacts::contacts_are_listed_in_pages_by_external_id,
+    contacts::a_deleted_contact_is_gone_with_its_events,
+    events::events_of_every_type_are_accepted_and_reposting_an_id_changes_nothing,
+    events::an_event_for_an_unknown_contact_rejects_the_whole_batch,
+    events::invalid_events_are_each_reported_with_their_paths_and_nothing_is_stored,
+    events::a_batch_of_ten_thousand_events_is_accepted_in_one_request,
+    fields::a_declared_field_is_listed_with_its_type,
+    fields::a_taken_key_is_a_conflict,
+    fields::bad_field_definitions_are_rejected_with_their_paths,
+    fields::deleting_a_field_removes_its_values_and_a_used_field_cannot_be_deleted,
+    isolation::one_account_never_sees_or_touches_anothers_data,
+    segments::a_segment_is_created_read_listed_updated_and_deleted,
+    segments::a_taken_name_is_a_conflict_whatever_its_case,
+    segments::a_bad_rule_is_rejected_with_every_path_and_nothing_is_saved,
+    segments::segment_references_are_checked_and_a_referenced_segment_cannot_be_deleted,
+    segments::count_members_and_preview_honour_as_of,
+    segments::the_openapi_document_describes_every_call_of_the_spec,
+    story::segments_of_every_condition_kind_hold_the_contacts_worked_out_by_hand,
+);

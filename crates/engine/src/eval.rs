@@ -1,0 +1,695 @@
+//! Rule evaluation over the index, two ways that must agree with the reference evaluator
+//! (`segmentd_rules::eval`) and with each other:
+//!
+//! - [`Index::eval_bits`]: the whole account at once, as set algebra over bit sets.
+//! - [`Index::decide`]: one contact (re-deciding after a write, explaining).
+//!
+//! Every negation is the complement of its positive op against the live contacts.
+
+use std::collections::HashMap;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Span, Timestamp};
+use segmentd_rules::Clock;
+use segmentd_rules::eval::MAX_SEGMENT_NESTING;
+use segmentd_rules::rule::{
+    BehaviourCondition, DateOp, DateValue, EventSource, FieldCondition, FieldTest, NumberOp,
+    Occurrence, PropertyCondition, PropertyTest, Rule, SegmentId, TextOp, Window,
+};
+
+use crate::Index;
+use crate::bits::Bits;
+use crate::dict::{Dict, NONE};
+use crate::events::{Prop, Stream};
+use crate::fields::{Field, Stored, day_number, month_day};
+
+/// How segment references are read.
+pub(crate) enum Refs {
+    /// From the maintained membership (valid at the index's own clock).
+    Maintained,
+    /// By evaluating the referenced segment's current rule afresh (an explicit clock).
+    Fresh(HashMap<SegmentId, Bits>),
+}
+
+// ---------------------------------------------------------------------------------------
+// Prepared pieces shared by both evaluators
+// ---------------------------------------------------------------------------------------
+
+/// A text op reduced to "the value's code is in `codes`", negated or not.
+pub(crate) struct TextCodes {
+    pub codes: Bits,
+    pub negated: bool,
+}
+
+impl TextCodes {
+    /// The op on a value: `None` is "no value".
+    pub fn matches(&self, code: Option<u32>) -> bool {
+        let positive = code.is_some_and(|c| self.codes.get(c));
+        positive != self.negated
+    }
+}
+
+pub(crate) fn text_codes(dict: &Dict, op: &TextOp) -> TextCodes {
+    let mut codes = Bits::new(dict.len());
+    let scan = |codes: &mut Bits, f: &dyn Fn(&str) -> bool| {
+        for (c, s) in dict.iter() {
+            if f(s) {
+                codes.set(c);
+            }
+        }
+    };
+    let negated = matches!(
+        op,
+        TextOp::NotEquals(_) | TextOp::NotContains(_) | TextOp::NotIn(_)
+    );
+    match op {
+        TextOp::Equals(t) | TextOp::NotEquals(t) => {
+            if let Some(c) = dict.get(&t.lower) {
+                codes.set(c);
+            }
+        }
+        TextOp::In(items) | TextOp::NotIn(items) => {
+            for t in items {
+                if let Some(c) = dict.get(&t.lower) {
+                    codes.set(c);
+                }
+            }
+        }
+        TextOp::Contains(t) | TextOp::NotContains(t) => {
+            scan(&mut codes, &|s| s.contains(t.lower.as_str()))
+        }
+        TextOp::StartsWith(t) => scan(&mut codes, &|s| s.starts_with(t.lower.as_str())),
+        TextOp::EndsWith(t) => scan(&mut codes, &|s| s.ends_with(t.lower.as_str())),
+    }
+    TextCodes { codes, negated }
+}
+
+/// The reference's number ops, "`-0` equals `0`", never matching no value except
+/// `not_equals`.
+pub(crate) fn number_op_matches(op: &NumberOp, value: Option<f64>) -> bool {
+    match *op {
+        NumberOp::Equals(x) => value.is_some_and(|v| v == x),
+        NumberOp::NotEquals(x) => !value.is_some_and(|v| v == x),
+        NumberOp::GreaterThan(x) => value.is_some_and(|v| v > x),
+        NumberOp::GreaterOrEqual(x) => value.is_some_and(|v| v >= x),
+        NumberOp::LessThan(x) => value.is_some_and(|v| v < x),
+        NumberOp::LessOrEqual(x) => value.is_some_and(|v| v <= x),
+        NumberOp::Between(low, high) => value.is_some_and(|v| low <= v && v <= high),
+    }
+}
+
+fn resolve_date(d: &DateValue, today: Date) -> Option<i32> {
+    match *d {
+        DateValue::Absolute(date) => Some(day_number(date)),
+        DateValue::Relative(days) => {
+            let span = Span::new().try_days(days).ok()?;
+            today.checked_add(span).ok().map(day_number)
+        }
+    }
+}
+
+/// A date op reduced to a test on day numbers.
+pub(crate) enum DateTest {
+    /// `lo <= day <= hi`, negated or not; `None`: the positive op matches no one.
+    Range(Option<(i32, i32)>, bool),
+    /// The `(month, day)` pairs whose anniversary falls in the window.
+    Anniversary(Box<[[bool; 32]; 13]>),
+}
+
+impl DateTest {
+    pub fn new(op: &DateOp, today: Date) -> Self {
+        let at = |d| resolve_date(d, today);
+        match op {
+            DateOp::Equals(d) => DateTest::Range(at(d).map(|x| (x, x)), false),
+            DateOp::NotEquals(d) => DateTest::Range(at(d).map(|x| (x, x)), true),
+            DateOp::Before(d) => DateTest::Range(
+                at(d).and_then(|x| x.checked_sub(1)).map(|x| (i32::MIN, x)),
+                false,
+            ),
+            DateOp::After(d) => DateTest::Range(
+                at(d).and_then(|x| x.checked_add(1)).map(|x| (x, i32::MAX)),
+                false,
+            ),
+            DateOp::Between(a, b) => DateTest::Range(
+                match (at(a), at(b)) {
+                    (Some(a), Some(b)) if a <= b => Some((a, b)),
+                    _ => None,
+                },
+                false,
+            ),
+            DateOp::AnniversaryWithin(n) => {
+                let mut table = Box::new([[false; 32]; 13]);
+                let mut day = today;
+                for _ in 0..=*n {
+                    table[day.month() as usize][day.day() as usize] = true;
+                    // "29 February counts as 28 February in other years."
+                    if day.month() == 2 && day.day() == 28 && !day.in_leap_year() {
+                        table[2][29] = true;
+                    }
+                    match day.tomorrow() {
+                        Ok(next) => day = next,
+                        Err(_) => break,
+                    }
+                }
+                DateTest::Anniversary(table)
+            }
+        }
+    }
+
+    pub fn matches(&self, value: Option<i32>) -> bool {
+        match self {
+            DateTest::Range(range, negated) => {
+                let positive = match (value, range) {
+                    (Some(v), Some((lo, hi))) => *lo <= v && v <= *hi,
+                    _ => false,
+                };
+                positive != *negated
+            }
+            DateTest::Anniversary(table) => value.is_some_and(|v| {
+                let (m, d) = month_day(v);
+                table[m as usize][d as usize]
+            }),
+        }
+    }
+
+    /// Whether no value matches (the negated ops).
+    fn negated(&self) -> bool {
+        matches!(self, DateTest::Range(_, true))
+    }
+}
+
+/// `[lo, hi)` in ms: the event timestamps a behaviour condition reads at `now`.
+///
+/// Stored timestamps are whole milliseconds, while `now` and window bounds may carry
+/// finer digits: `e <= x` is `e < floor(x) + 1`, `e > x` is `e >= floor(x) + 1`,
+/// `e >= x` is `e >= ceil(x)`, `e < x` is `e < ceil(x)`.
+pub(crate) fn time_range(within: Option<Window>, now: Timestamp) -> (i64, i64) {
+    let mut lo = i64::MIN;
+    let mut hi = ms_floor(now).saturating_add(1);
+    match within {
+        None => {}
+        Some(Window::LastDays(days)) => {
+            let length = SignedDuration::from_secs(i64::from(days) * 24 * 60 * 60);
+            if let Ok(start) = now.checked_sub(length) {
+                lo = ms_floor(start).saturating_add(1);
+            }
+        }
+        Some(Window::Since(t)) => lo = ms_ceil(t),
+        Some(Window::Before(t)) => hi = hi.min(ms_ceil(t)),
+        Some(Window::Between(a, b)) => {
+            lo = ms_ceil(a);
+            hi = hi.min(ms_ceil(b));
+        }
+    }
+    (lo, hi)
+}
+
+pub(crate) fn ms_floor(t: Timestamp) -> i64 {
+    let ns = t.as_nanosecond();
+    ns.div_euclid(1_000_000) as i64
+}
+
+fn ms_ceil(t: Timestamp) -> i64 {
+    let ns = t.as_nanosecond();
+    -((-ns).div_euclid(1_000_000)) as i64
+}
+
+/// A text op on dictionary codes: through a code set prepared once (whole-account
+/// scans), or directly on the code's string (one contact: no dictionary scan).
+enum TextMatch<'a> {
+    Codes(TextCodes),
+    Direct(&'a TextOp, &'a Dict),
+}
+
+impl TextMatch<'_> {
+    fn new<'a>(dict: &'a Dict, op: &'a TextOp, whole: bool) -> TextMatch<'a> {
+        if whole {
+            TextMatch::Codes(text_codes(dict, op))
+        } else {
+            TextMatch::Direct(op, dict)
+        }
+    }
+
+    fn matches(&self, code: Option<u32>) -> bool {
+        match self {
+            TextMatch::Codes(t) => t.matches(code),
+            TextMatch::Direct(op, dict) => text_op_matches(op, code.map(|c| dict.str(c))),
+        }
+    }
+}
+
+/// A property condition, prepared.
+enum PropTest<'a> {
+    HasValue,
+    HasNoValue,
+    IsTrue,
+    IsFalse,
+    Text(TextMatch<'a>),
+    Number(NumberOp),
+}
+
+struct PreparedProp<'a> {
+    /// `None`: no event ever had this path (every event misses it).
+    path: Option<u32>,
+    test: PropTest<'a>,
+}
+
+impl PreparedProp<'_> {
+    fn passes(&self, value: Option<Prop>) -> bool {
+        match &self.test {
+            PropTest::HasValue => value.is_some(),
+            PropTest::HasNoValue => value.is_none(),
+            PropTest::IsTrue => value == Some(Prop::Boolean(true)),
+            PropTest::IsFalse => value == Some(Prop::Boolean(false)),
+            PropTest::Text(t) => match value {
+                None => t.matches(None),
+                Some(Prop::Text(c)) => t.matches(Some(c)),
+                Some(_) => false,
+            },
+            PropTest::Number(op) => match value {
+                None => number_op_matches(op, None),
+                Some(Prop::Number(x)) => number_op_matches(op, Some(x)),
+                Some(_) => false,
+            },
+        }
+    }
+}
+
+/// Which payloads pass a behaviour condition's filters.
+enum PayloadFilter<'a> {
+    Any,
+    Campaign(u32),
+    Url(TextMatch<'a>),
+    Props(Vec<PreparedProp<'a>>),
+}
+
+/// A behaviour condition, prepared against the index.
+pub(crate) struct Behaviour<'a> {
+    stream: Option<&'a Stream>,
+    lo: i64,
+    hi: i64,
+    filter: PayloadFilter<'a>,
+    occurrence: Occurrence,
+}
+
+impl Behaviour<'_> {
+    fn passes(&self, index: &Index, payload: u32) -> bool {
+        match &self.filter {
+            PayloadFilter::Any => true,
+            PayloadFilter::Campaign(c) => payload == *c,
+            PayloadFilter::Url(t) => t.matches(Some(payload)),
+            PayloadFilter::Props(props) => props.iter().all(|p| {
+                let value = p
+                    .path
+                    .and_then(|path| index.events.properties.get(payload, path));
+                p.passes(value)
+            }),
+        }
+    }
+
+    pub fn count(&self, index: &Index, slot: u32) -> u64 {
+        let mut n = 0;
+        if let Some(s) = self.stream {
+            s.for_slot(slot, |t, p| {
+                if self.lo <= t && t < self.hi && self.passes(index, p) {
+                    n += 1;
+                }
+            });
+        }
+        n
+    }
+
+    pub fn decide_count(&self, count: u64) -> bool {
+        match self.occurrence {
+            Occurrence::Occurred {
+                min_count,
+                max_count,
+            } => count >= u64::from(min_count) && max_count.is_none_or(|m| count <= u64::from(m)),
+            Occurrence::NotOccurred => count == 0,
+        }
+    }
+}
+
+impl Index {
+    pub(crate) fn field(&self, c: &FieldCondition) -> Option<&Field> {
+        self.fields.get(&c.field)
+    }
+
+    /// `whole`: prepared for a whole-account pass (text ops turned into code sets once)
+    /// rather than for one contact.
+    pub(crate) fn prepare_behaviour<'a>(
+        &'a self,
+        b: &'a BehaviourCondition,
+        clock: &Clock,
+        whole: bool,
+    ) -> Behaviour<'a> {
+        let (lo, hi) = time_range(b.within, clock.now);
+        let (stream, filter) = match &b.source {
+            EventSource::System { kind, campaign } => {
+                let stream = Some(&self.events.system[*kind as usize]);
+                let filter = match campaign {
+                    None => PayloadFilter::Any,
+                    // An unknown campaign matches nothing: `NONE` is the payload of
+                    // events without a campaign, so use a code no event has.
+                    Some(c) => {
+                        PayloadFilter::Campaign(self.events.campaigns.get(c).unwrap_or(NONE - 1))
+                    }
+                };
+                (stream, filter)
+            }
+            EventSource::Custom { name, filters } => {
+                let props = &self.events.properties;
+                let prepared = filters
+                    .iter()
+                    .map(|f: &PropertyCondition| PreparedProp {
+                        path: props.paths.get(&f.path).copied(),
+                        test: match &f.test {
+                            PropertyTest::HasValue => PropTest::HasValue,
+                            PropertyTest::HasNoValue => PropTest::HasNoValue,
+                            PropertyTest::IsTrue => PropTest::IsTrue,
+                            PropertyTest::IsFalse => PropTest::IsFalse,
+                            PropertyTest::Text(op) => {
+                                PropTest::Text(TextMatch::new(&props.strings, op, whole))
+                            }
+                            PropertyTest::Number(op) => PropTest::Number(op.clone()),
+                        },
+                    })
+                    .collect::<Vec<_>>();
+                let filter = if prepared.is_empty() {
+                    PayloadFilter::Any
+                } else {
+                    PayloadFilter::Props(prepared)
+                };
+                (self.events.custom.get(name), filter)
+            }
+            EventSource::Visit { url } => (
+                Some(&self.events.visits),
+                match url {
+                    None => PayloadFilter::Any,
+                    Some(op) => PayloadFilter::Url(TextMatch::new(&self.events.urls, op, whole)),
+                },
+            ),
+        };
+        Behaviour {
+            stream,
+            lo,
+            hi,
+            filter,
+            occurrence: b.occurrence,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Whole account
+    // -----------------------------------------------------------------------------------
+
+    /// The live contacts matching `rule` at `clock`.
+    pub(crate) fn eval_bits(
+        &self,
+        rule: &Rule,
+        clock: &Clock,
+        refs: &mut Refs,
+        depth: usize,
+    ) -> Bits {
+        match rule {
+            Rule::All(children) => {
+                let mut acc = self.alive.clone();
+                for child in children {
+                    let b = self.eval_bits(child, clock, refs, depth);
+                    acc.and_with(&b);
+                }
+                acc
+            }
+            Rule::Any(children) => {
+                let mut acc = Bits::new(self.alive.len());
+                for child in children {
+                    let b = self.eval_bits(child, clock, refs, depth);
+                    acc.or_with(&b);
+                }
+                acc
+            }
+            Rule::Not(child) => {
+                let mut b = self.eval_bits(child, clock, refs, depth);
+                b.complement_within(&self.alive);
+                b
+            }
+            Rule::Field(c) => {
+                let mut b = self.field_bits(c, clock);
+                b.and_with(&self.alive);
+                b
+            }
+            Rule::Behaviour(b) => self.behaviour_bits(b, clock),
+            Rule::Segment(s) => {
+                let mut b = self.segment_bits(s.segment, clock, refs, depth);
+                b.and_with(&self.alive);
+                if !s.member {
+                    b.complement_within(&self.alive);
+                }
+                b
+            }
+        }
+    }
+
+    fn segment_bits(&self, id: SegmentId, clock: &Clock, refs: &mut Refs, depth: usize) -> Bits {
+        let n = self.alive.len();
+        match refs {
+            Refs::Maintained => match self.segments.saved.get(&id) {
+                Some(s) => Bits::from_roaring(&s.members, n),
+                None => Bits::new(n),
+            },
+            Refs::Fresh(memo) => {
+                if let Some(b) = memo.get(&id) {
+                    return b.clone();
+                }
+                if depth >= MAX_SEGMENT_NESTING {
+                    return Bits::new(n);
+                }
+                let b = match self.segments.saved.get(&id) {
+                    Some(s) => self.eval_bits(&s.rule, clock, refs, depth + 1),
+                    None => Bits::new(n),
+                };
+                if let Refs::Fresh(memo) = refs {
+                    memo.insert(id, b.clone());
+                }
+                b
+            }
+        }
+    }
+
+    fn field_bits(&self, c: &FieldCondition, clock: &Clock) -> Bits {
+        let n = self.alive.len();
+        let mut out = Bits::new(n);
+        let field = self.field(c);
+        // The positive op's set; `negated` ops are its complement.
+        let negated = match &c.test {
+            FieldTest::HasValue => {
+                if let Some(f) = field {
+                    out.or_with(&f.present);
+                }
+                false
+            }
+            FieldTest::HasNoValue => {
+                if let Some(f) = field {
+                    out.or_with(&f.present);
+                }
+                true
+            }
+            FieldTest::Text(op) => {
+                let col = field.and_then(|f| f.text.as_ref());
+                match col {
+                    None => {}
+                    Some(col) => {
+                        let t = text_codes(&col.dict, op);
+                        for c in t.codes.iter() {
+                            col.posting_into(c, &mut out);
+                        }
+                    }
+                }
+                matches!(
+                    op,
+                    TextOp::NotEquals(_) | TextOp::NotContains(_) | TextOp::NotIn(_)
+                )
+            }
+            FieldTest::Number(op) => {
+                let negated = matches!(op, NumberOp::NotEquals(_));
+                let positive = match op.clone() {
+                    NumberOp::NotEquals(x) => NumberOp::Equals(x),
+                    other => other,
+                };
+                if let Some(col) = field.and_then(|f| f.number.as_ref()) {
+                    for slot in col.has.iter() {
+                        if number_op_matches(&positive, Some(col.values[slot as usize])) {
+                            out.set(slot);
+                        }
+                    }
+                }
+                negated
+            }
+            FieldTest::Date(op) => {
+                let test = DateTest::new(op, clock.today);
+                let negated = test.negated();
+                if let Some(col) = field.and_then(|f| f.date.as_ref()) {
+                    for slot in col.has.iter() {
+                        // Decide the positive op: flip the negation back.
+                        if test.matches(Some(col.days[slot as usize])) != negated {
+                            out.set(slot);
+                        }
+                    }
+                }
+                negated
+            }
+            FieldTest::IsTrue => {
+                if let Some(b) = field.and_then(|f| f.boolean.as_ref()) {
+                    out.or_with(&b.is_true);
+                }
+                false
+            }
+            FieldTest::IsFalse => {
+                if let Some(b) = field.and_then(|f| f.boolean.as_ref()) {
+                    out.or_with(&b.is_false);
+                }
+                false
+            }
+        };
+        if negated {
+            out.complement_within(&self.alive);
+        }
+        out
+    }
+
+    fn behaviour_bits(&self, b: &BehaviourCondition, clock: &Clock) -> Bits {
+        let prepared = self.prepare_behaviour(b, clock, true);
+        let n = self.alive.len();
+        let mut out = Bits::new(n);
+        if let Some(stream) = prepared.stream {
+            match b.occurrence {
+                Occurrence::NotOccurred => {
+                    stream.count_all(
+                        prepared.lo,
+                        prepared.hi,
+                        |p| prepared.passes(self, p),
+                        |slot, c| out.assign(slot, c > 0),
+                    );
+                    out.complement_within(&self.alive);
+                }
+                Occurrence::Occurred { .. } => {
+                    stream.count_all(
+                        prepared.lo,
+                        prepared.hi,
+                        |p| prepared.passes(self, p),
+                        |slot, c| out.assign(slot, prepared.decide_count(u64::from(c))),
+                    );
+                    out.and_with(&self.alive);
+                }
+            }
+        } else if prepared.decide_count(0) {
+            out = self.alive.clone();
+        }
+        out
+    }
+
+    // -----------------------------------------------------------------------------------
+    // One contact
+    // -----------------------------------------------------------------------------------
+
+    /// Whether live contact `slot` matches `rule` at `clock`.
+    pub(crate) fn decide(
+        &self,
+        rule: &Rule,
+        slot: u32,
+        clock: &Clock,
+        refs: RefMode,
+        depth: usize,
+    ) -> bool {
+        match rule {
+            Rule::All(children) => children
+                .iter()
+                .all(|c| self.decide(c, slot, clock, refs, depth)),
+            Rule::Any(children) => children
+                .iter()
+                .any(|c| self.decide(c, slot, clock, refs, depth)),
+            Rule::Not(child) => !self.decide(child, slot, clock, refs, depth),
+            Rule::Field(c) => self.decide_field(c, slot, clock),
+            Rule::Behaviour(b) => {
+                let p = self.prepare_behaviour(b, clock, false);
+                p.decide_count(p.count(self, slot))
+            }
+            Rule::Segment(s) => self.in_segment(s.segment, slot, clock, refs, depth) == s.member,
+        }
+    }
+
+    pub(crate) fn in_segment(
+        &self,
+        id: SegmentId,
+        slot: u32,
+        clock: &Clock,
+        refs: RefMode,
+        depth: usize,
+    ) -> bool {
+        match refs {
+            RefMode::Maintained => self
+                .segments
+                .saved
+                .get(&id)
+                .is_some_and(|s| s.members.contains(slot)),
+            RefMode::Fresh => {
+                depth < MAX_SEGMENT_NESTING
+                    && self
+                        .segments
+                        .saved
+                        .get(&id)
+                        .is_some_and(|s| self.decide(&s.rule, slot, clock, refs, depth + 1))
+            }
+        }
+    }
+
+    pub(crate) fn decide_field(&self, c: &FieldCondition, slot: u32, clock: &Clock) -> bool {
+        let value = self.field(c).and_then(|f| f.get(slot));
+        match &c.test {
+            FieldTest::HasValue => value.is_some(),
+            FieldTest::HasNoValue => value.is_none(),
+            FieldTest::Text(op) => {
+                let v = match value {
+                    Some(Stored::Text(s)) => Some(s),
+                    _ => None,
+                };
+                text_op_matches(op, v)
+            }
+            FieldTest::Number(op) => number_op_matches(
+                op,
+                match value {
+                    Some(Stored::Number(x)) => Some(x),
+                    _ => None,
+                },
+            ),
+            FieldTest::Date(op) => DateTest::new(op, clock.today).matches(match value {
+                Some(Stored::Date(d)) => Some(d),
+                _ => None,
+            }),
+            FieldTest::IsTrue => value == Some(Stored::Boolean(true)),
+            FieldTest::IsFalse => value == Some(Stored::Boolean(false)),
+        }
+    }
+}
+
+/// How [`Index::decide`] reads segment references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefMode {
+    Maintained,
+    Fresh,
+}
+
+/// A text op on an already lowercased value.
+pub(crate) fn text_op_matches(op: &TextOp, v: Option<&str>) -> bool {
+    let eq = |t: &segmentd_rules::rule::Text| v.is_some_and(|v| v == t.lower);
+    match op {
+        TextOp::Equals(t) => eq(t),
+        TextOp::NotEquals(t) => !eq(t),
+        TextOp::Contains(t) => v.is_some_and(|v| v.contains(t.lower.as_str())),
+        TextOp::NotContains(t) => !v.is_some_and(|v| v.contains(t.lower.as_str())),
+        TextOp::StartsWith(t) => v.is_some_and(|v| v.starts_with(t.lower.as_str())),
+        TextOp::EndsWith(t) => v.is_some_and(|v| v.ends_with(t.lower.as_str())),
+        TextOp::In(items) => items.iter().any(eq),
+        TextOp::NotIn(items) => !items.iter().any(eq),
+    }
+}

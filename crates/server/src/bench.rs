@@ -1,0 +1,147 @@
+//! `segmentd bench ingest`: loads contacts and events through the real HTTP API into a
+//! fresh account and reports throughput, for either backend.
+//!
+//! The server runs in this process on a free port; requests go over loopback TCP, so the
+//! figures include JSON parsing, validation and the store's transactions: what a client
+//! sees.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::auth::issue_api_key;
+use crate::settings::Settings;
+use crate::startup::Application;
+
+pub struct IngestBench {
+    pub contacts: usize,
+    pub events: usize,
+    pub batch: usize,
+}
+
+pub struct IngestReport {
+    pub backend: &'static str,
+    pub contacts: usize,
+    pub contacts_time: Duration,
+    pub events: usize,
+    pub events_time: Duration,
+}
+
+impl IngestReport {
+    pub fn print(&self) {
+        let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64().max(1e-9);
+        println!("| backend | what | items | seconds | items/s |");
+        println!("| --- | --- | ---: | ---: | ---: |");
+        println!(
+            "| {} | contacts | {} | {:.2} | {:.0} |",
+            self.backend,
+            self.contacts,
+            self.contacts_time.as_secs_f64(),
+            rate(self.contacts, self.contacts_time)
+        );
+        println!(
+            "| {} | events | {} | {:.2} | {:.0} |",
+            self.backend,
+            self.events,
+            self.events_time.as_secs_f64(),
+            rate(self.events, self.events_time)
+        );
+    }
+}
+
+const CITIES: [&str; 4] = ["Warsaw", "Kraków", "Gdańsk", "Berlin"];
+
+fn contact(i: usize, rng: &mut StdRng) -> Value {
+    let city = CITIES[rng.random_range(0..CITIES.len())];
+    json!({
+        "external_id": format!("b{i:08}"),
+        "email": format!("b{i}@example.com"),
+        "fields": {
+            "city": city,
+            "age": rng.random_range(18..80),
+            "vip": rng.random_bool(0.1),
+        }
+    })
+}
+
+fn event(i: usize, contacts: usize, rng: &mut StdRng) -> Value {
+    let contact = format!("b{:08}", rng.random_range(0..contacts));
+    let timestamp = jiff::Timestamp::from_second(1_770_000_000 + (i as i64) * 7)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    match i % 3 {
+        0 => {
+            json!({"type": "system", "id": format!("s{i}"), "contact": contact, "event": "MailOpen",
+                    "timestamp": timestamp, "campaign": "c1"})
+        }
+        1 => {
+            json!({"type": "custom", "id": format!("p{i}"), "contact": contact, "name": "purchase",
+                    "timestamp": timestamp, "properties": {"amount": rng.random_range(1..500), "category": "shoes"}})
+        }
+        _ => json!({"type": "visit", "contact": contact, "url": "https://shop.example.com/pricing",
+                    "timestamp": timestamp}),
+    }
+}
+
+pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Result<IngestReport> {
+    let app = Application::build(settings).await?;
+    let store = app.state().store.clone();
+    let backend = store.backend();
+    let base = format!("http://127.0.0.1:{}/api/v1", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let stamp = jiff::Timestamp::now().as_millisecond();
+    let account = store
+        .create_account(&format!("bench-{stamp}"), "UTC")
+        .await?;
+    let key = issue_api_key(store.as_ref(), account.id).await?;
+    let client = reqwest::Client::new();
+    for (k, t) in [("city", "text"), ("age", "number"), ("vip", "boolean")] {
+        client
+            .post(format!("{base}/fields"))
+            .bearer_auth(&key)
+            .json(&json!({"key": k, "type": t}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let post = |path: &'static str, body: Value| {
+        let req = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body);
+        async move { req.send().await?.error_for_status().map(|_| ()) }
+    };
+
+    // Bodies are built before the clock starts, so only the server's work is timed.
+    let contact_batches: Vec<Value> = (0..bench.contacts)
+        .collect::<Vec<_>>()
+        .chunks(bench.batch)
+        .map(|ids| json!({"contacts": ids.iter().map(|&i| contact(i, &mut rng)).collect::<Vec<_>>()}))
+        .collect();
+    let started = Instant::now();
+    for body in contact_batches {
+        post("/contacts", body).await?;
+    }
+    let contacts_time = started.elapsed();
+
+    let mut events_time = Duration::ZERO;
+    let mut i = 0;
+    while i < bench.events {
+        let n = bench.batch.min(bench.events - i);
+        let body = json!({"events": (i..i + n).map(|j| event(j, bench.contacts.max(1), &mut rng)).collect::<Vec<_>>()});
+        let started = Instant::now();
+        post("/events", body).await?;
+        events_time += started.elapsed();
+        i += n;
+    }
+    Ok(IngestReport {
+        backend,
+        contacts: bench.contacts,
+        contacts_time,
+        events: bench.events,
+        events_time,
+    })
+}
