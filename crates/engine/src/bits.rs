@@ -68,6 +68,18 @@ impl Bits {
         if value { self.set(i) } else { self.clear(i) }
     }
 
+    /// Sets bit `i` where `f(values[i])`, for every `i` (clears the others).
+    pub fn fill_from<T: Copy>(&mut self, values: &[T], f: impl Fn(T) -> bool) {
+        self.grow(values.len());
+        for (w, chunk) in self.words.iter_mut().zip(values.chunks(64)) {
+            let mut word = 0u64;
+            for (b, &v) in chunk.iter().enumerate() {
+                word |= u64::from(f(v)) << b;
+            }
+            *w = word;
+        }
+    }
+
     pub fn count(&self) -> u64 {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }

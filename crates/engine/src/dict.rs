@@ -5,7 +5,7 @@
 //! change.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// `u32::MAX` is never a code: it stands for "no value" in columns.
 pub const NONE: u32 = u32::MAX;
@@ -39,11 +39,30 @@ impl Hasher for IdHasher {
     }
 }
 
+/// A fixed (deterministic) multiply-rotate hash over 8-byte words, with a final mix.
+/// Its quality only matters for speed: colliding strings are told apart by `collisions`.
 fn hash(s: &str) -> u64 {
-    // SipHash with fixed keys: deterministic across runs.
-    let mut h = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
-    h.write(s.as_bytes());
-    h.finish()
+    const K: u64 = 0x51_7C_C1_B7_27_22_0A_95;
+    let bytes = s.as_bytes();
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // Final avalanche (SplitMix64), so that the low and high bits both depend on all.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
 }
 
 impl Dict {
@@ -100,6 +119,14 @@ impl Dict {
     /// Every `(code, string)`.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
         (0..self.len() as u32).map(|c| (c, self.str(c)))
+    }
+
+    /// Every `(code, bytes of the string)`.
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.offs
+            .windows(2)
+            .enumerate()
+            .map(|(c, w)| (c as u32, &self.bytes[w[0] as usize..w[1] as usize]))
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -23,6 +23,24 @@ use crate::dict::{Dict, NONE};
 use crate::events::{Prop, Stream};
 use crate::fields::{Field, Stored, day_number, month_day};
 
+/// Below this many contacts, evaluation stays on one thread. (Debug builds, i.e. the
+/// property tests, take every path on small data.)
+const PARALLEL_FROM: usize = if cfg!(debug_assertions) { 0 } else { 200_000 };
+
+/// The cost of deciding one contact's behaviour condition from its slice of a stream,
+/// and of one event of a whole-stream scan (a property filter: `PROPS_EVENT_COST`), in
+/// the same rough unit. `all` picks the cheaper way per behaviour condition. (Debug
+/// builds, i.e. the property tests, decide contact by contact whenever they can.)
+const SLOT_COST: u64 = if cfg!(debug_assertions) { 0 } else { 100 };
+const PROPS_EVENT_COST: u64 = 15;
+
+/// Whether `rule` refers to a saved segment anywhere.
+fn refers(rule: &Rule) -> bool {
+    let mut found = false;
+    rule.visit(&mut |r| found |= matches!(r, Rule::Segment(_)));
+    found
+}
+
 /// How segment references are read.
 pub(crate) enum Refs {
     /// From the maintained membership (valid at the index's own clock).
@@ -78,8 +96,22 @@ pub(crate) fn text_codes(dict: &Dict, op: &TextOp) -> TextCodes {
         TextOp::Contains(t) | TextOp::NotContains(t) => {
             scan(&mut codes, &|s| s.contains(t.lower.as_str()))
         }
-        TextOp::StartsWith(t) => scan(&mut codes, &|s| s.starts_with(t.lower.as_str())),
-        TextOp::EndsWith(t) => scan(&mut codes, &|s| s.ends_with(t.lower.as_str())),
+        // On bytes (no UTF-8 check per value): a valid needle can only match a valid
+        // haystack at a character boundary.
+        TextOp::StartsWith(t) => {
+            for (c, s) in dict.iter_bytes() {
+                if s.starts_with(t.lower.as_bytes()) {
+                    codes.set(c);
+                }
+            }
+        }
+        TextOp::EndsWith(t) => {
+            for (c, s) in dict.iter_bytes() {
+                if s.ends_with(t.lower.as_bytes()) {
+                    codes.set(c);
+                }
+            }
+        }
     }
     TextCodes { codes, negated }
 }
@@ -411,25 +443,65 @@ impl Index {
         refs: &mut Refs,
         depth: usize,
     ) -> Bits {
+        self.eval_node(rule, clock, refs, depth, self.alive.len() >= PARALLEL_FROM)
+    }
+
+    /// `par`: independent children may be evaluated on two threads (only at one level of
+    /// the tree, so that the two cores are not oversubscribed).
+    fn eval_node(
+        &self,
+        rule: &Rule,
+        clock: &Clock,
+        refs: &mut Refs,
+        depth: usize,
+        par: bool,
+    ) -> Bits {
         match rule {
             Rule::All(children) => {
+                // Fields, references and groups first; behaviour conditions last, so that
+                // when the other children leave few contacts, those are decided one by
+                // one (a short slice of their stream each) instead of scanning a stream.
+                let (late, early): (Vec<&Rule>, Vec<&Rule>) = children
+                    .iter()
+                    .partition(|c| matches!(c, Rule::Behaviour(_)));
                 let mut acc = self.alive.clone();
-                for child in children {
-                    let b = self.eval_bits(child, clock, refs, depth);
+                for b in self.eval_children(&early, clock, refs, depth, par) {
+                    acc.and_with(&b);
+                }
+                // Each behaviour condition that costs less decided per remaining contact
+                // (a block-index lookup each) than as a scan of its whole stream.
+                let mut scan: Vec<&Rule> = Vec::new();
+                let mut left = acc.count();
+                for child in late {
+                    let Rule::Behaviour(b) = child else { continue };
+                    let prepared = self.prepare_behaviour(b, clock, true);
+                    let per_event = match prepared.filter {
+                        PayloadFilter::Props(_) => PROPS_EVENT_COST,
+                        _ => 1,
+                    };
+                    let events = prepared.stream.map_or(0, |s| s.len() as u64);
+                    if !early.is_empty() && left * SLOT_COST <= events * per_event {
+                        acc = self.behaviour_within(&prepared, &acc);
+                        left = acc.count();
+                    } else {
+                        scan.push(child);
+                    }
+                }
+                for b in self.eval_children(&scan, clock, refs, depth, par) {
                     acc.and_with(&b);
                 }
                 acc
             }
             Rule::Any(children) => {
+                let children: Vec<&Rule> = children.iter().collect();
                 let mut acc = Bits::new(self.alive.len());
-                for child in children {
-                    let b = self.eval_bits(child, clock, refs, depth);
+                for b in self.eval_children(&children, clock, refs, depth, par) {
                     acc.or_with(&b);
                 }
                 acc
             }
             Rule::Not(child) => {
-                let mut b = self.eval_bits(child, clock, refs, depth);
+                let mut b = self.eval_node(child, clock, refs, depth, par);
                 b.complement_within(&self.alive);
                 b
             }
@@ -438,7 +510,7 @@ impl Index {
                 b.and_with(&self.alive);
                 b
             }
-            Rule::Behaviour(b) => self.behaviour_bits(b, clock),
+            Rule::Behaviour(b) => self.behaviour_bits(b, clock, par),
             Rule::Segment(s) => {
                 let mut b = self.segment_bits(s.segment, clock, refs, depth);
                 b.and_with(&self.alive);
@@ -448,6 +520,78 @@ impl Index {
                 b
             }
         }
+    }
+
+    /// Each child's set, on two threads when allowed and worth it. A thread of its own
+    /// reads segment references only from maintained membership (nothing to share), so
+    /// fresh evaluation goes parallel only when the children refer to no segment.
+    fn eval_children(
+        &self,
+        children: &[&Rule],
+        clock: &Clock,
+        refs: &mut Refs,
+        depth: usize,
+        par: bool,
+    ) -> Vec<Bits> {
+        let parallel = par
+            && children.len() >= 2
+            && (matches!(refs, Refs::Maintained) || !children.iter().any(|c| refers(c)));
+        if !parallel {
+            return children
+                .iter()
+                .map(|c| self.eval_node(c, clock, refs, depth, par))
+                .collect();
+        }
+        // Alternate the children between the two threads.
+        let (mine, theirs): (Vec<(usize, &Rule)>, Vec<(usize, &Rule)>) = children
+            .iter()
+            .copied()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let mut out: Vec<Option<Bits>> = vec![None; children.len()];
+        let maintained = matches!(refs, Refs::Maintained);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                let mut refs = if maintained {
+                    Refs::Maintained
+                } else {
+                    Refs::Fresh(HashMap::new())
+                };
+                theirs
+                    .iter()
+                    .map(|(i, c)| (*i, self.eval_node(c, clock, &mut refs, depth, false)))
+                    .collect::<Vec<_>>()
+            });
+            for (i, c) in &mine {
+                out[*i] = Some(self.eval_node(c, clock, refs, depth, false));
+            }
+            match other.join() {
+                Ok(results) => {
+                    for (i, b) in results {
+                        out[i] = Some(b);
+                    }
+                }
+                Err(_) => {
+                    // The other thread failed (cannot happen short of a bug): do its
+                    // share here.
+                    for (i, c) in &theirs {
+                        out[*i] = Some(self.eval_node(c, clock, refs, depth, false));
+                    }
+                }
+            }
+        });
+        out.into_iter().flatten().collect()
+    }
+
+    /// The contacts of `within` that match behaviour condition `b`, decided one by one.
+    fn behaviour_within(&self, prepared: &Behaviour<'_>, within: &Bits) -> Bits {
+        let mut out = Bits::new(self.alive.len());
+        for slot in within.iter() {
+            if prepared.decide_count(prepared.count(self, slot)) {
+                out.set(slot);
+            }
+        }
+        out
     }
 
     fn segment_bits(&self, id: SegmentId, clock: &Clock, refs: &mut Refs, depth: usize) -> Bits {
@@ -500,9 +644,7 @@ impl Index {
                     None => {}
                     Some(col) => {
                         let t = text_codes(&col.dict, op);
-                        for c in t.codes.iter() {
-                            col.posting_into(c, &mut out);
-                        }
+                        col.select_into(&t.codes, &mut out);
                     }
                 }
                 matches!(
@@ -517,11 +659,19 @@ impl Index {
                     other => other,
                 };
                 if let Some(col) = field.and_then(|f| f.number.as_ref()) {
-                    for slot in col.has.iter() {
-                        if number_op_matches(&positive, Some(col.values[slot as usize])) {
-                            out.set(slot);
+                    // Branch-free over the whole column, then keep the slots with a value.
+                    let v = &col.values;
+                    match positive {
+                        NumberOp::Equals(x) | NumberOp::NotEquals(x) => {
+                            out.fill_from(v, |v| v == x)
                         }
+                        NumberOp::GreaterThan(x) => out.fill_from(v, |v| v > x),
+                        NumberOp::GreaterOrEqual(x) => out.fill_from(v, |v| v >= x),
+                        NumberOp::LessThan(x) => out.fill_from(v, |v| v < x),
+                        NumberOp::LessOrEqual(x) => out.fill_from(v, |v| v <= x),
+                        NumberOp::Between(lo, hi) => out.fill_from(v, |v| (lo <= v) & (v <= hi)),
                     }
+                    out.and_with(&col.has);
                 }
                 negated
             }
@@ -529,12 +679,18 @@ impl Index {
                 let test = DateTest::new(op, clock.today);
                 let negated = test.negated();
                 if let Some(col) = field.and_then(|f| f.date.as_ref()) {
-                    for slot in col.has.iter() {
-                        // Decide the positive op: flip the negation back.
-                        if test.matches(Some(col.days[slot as usize])) != negated {
-                            out.set(slot);
+                    // The positive op (the negation flipped back), then the slots with a
+                    // value.
+                    match &test {
+                        DateTest::Range(None, _) => {}
+                        &DateTest::Range(Some((lo, hi)), _) => {
+                            out.fill_from(&col.days, |d| (lo <= d) & (d <= hi))
+                        }
+                        DateTest::Anniversary(_) => {
+                            out.fill_from(&col.days, |d| test.matches(Some(d)))
                         }
                     }
+                    out.and_with(&col.has);
                 }
                 negated
             }
@@ -557,34 +713,36 @@ impl Index {
         out
     }
 
-    fn behaviour_bits(&self, b: &BehaviourCondition, clock: &Clock) -> Bits {
+    /// `par`: the stream may be scanned on two threads.
+    fn behaviour_bits(&self, b: &BehaviourCondition, clock: &Clock, par: bool) -> Bits {
         let prepared = self.prepare_behaviour(b, clock, true);
         let n = self.alive.len();
-        let mut out = Bits::new(n);
+        let mut counts = vec![0u32; n];
         if let Some(stream) = prepared.stream {
-            match b.occurrence {
-                Occurrence::NotOccurred => {
-                    stream.count_all(
-                        prepared.lo,
-                        prepared.hi,
-                        |p| prepared.passes(self, p),
-                        |slot, c| out.assign(slot, c > 0),
-                    );
-                    out.complement_within(&self.alive);
+            let (lo, hi) = (prepared.lo, prepared.hi);
+            // One closure per filter kind, so that the per-event test is inlined.
+            match &prepared.filter {
+                PayloadFilter::Any => {
+                    stream.count_into::<true, _>(lo, hi, |_| true, &mut counts, par)
                 }
-                Occurrence::Occurred { .. } => {
-                    stream.count_all(
-                        prepared.lo,
-                        prepared.hi,
-                        |p| prepared.passes(self, p),
-                        |slot, c| out.assign(slot, prepared.decide_count(u64::from(c))),
-                    );
-                    out.and_with(&self.alive);
+                PayloadFilter::Campaign(c) => {
+                    stream.count_into::<true, _>(lo, hi, |p| p == *c, &mut counts, par)
                 }
+                PayloadFilter::Url(t) => {
+                    stream.count_into::<true, _>(lo, hi, |p| t.matches(Some(p)), &mut counts, par)
+                }
+                PayloadFilter::Props(_) => stream.count_into::<false, _>(
+                    lo,
+                    hi,
+                    |p| prepared.passes(self, p),
+                    &mut counts,
+                    par,
+                ),
             }
-        } else if prepared.decide_count(0) {
-            out = self.alive.clone();
         }
+        let mut out = Bits::new(n);
+        out.fill_from(&counts, |c| prepared.decide_count(u64::from(c)));
+        out.and_with(&self.alive);
         out
     }
 

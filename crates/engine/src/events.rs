@@ -8,58 +8,119 @@
 //! code (visits), a property record (custom events).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
 use crate::dict::{Dict, NONE};
 
+/// Streams shorter than this are scanned on one thread. (Debug builds, i.e. the
+/// property tests, split any stream.)
+const PARALLEL_EVENTS: usize = if cfg!(debug_assertions) { 2 } else { 500_000 };
+
 /// Entries per block of the block index.
 const BLOCK: usize = 64;
 
-#[derive(Debug, Default, Clone)]
+/// A multiplicative hash for slot keys (SipHash costs more than the lookup it serves).
+#[derive(Default)]
+pub struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TailEntry {
+    slot: u32,
+    payload: u32,
+    ts: i64,
+    next: u32,
+}
+
+const NO_NEXT: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
 pub struct Stream {
     slot: Vec<u32>,
     ts: Vec<i64>,
     payload: Vec<u32>,
     /// The first slot of each block of `BLOCK` entries.
     block_first: Vec<u32>,
-    tail: HashMap<u32, Vec<(i64, u32)>>,
-    tail_len: usize,
+    /// Recent events in arrival order, each linked to the slot's next one (`NO_NEXT`
+    /// ends a chain): no allocation per slot.
+    tail: Vec<TailEntry>,
+    /// Slot → (first, last) entry of its chain in `tail`.
+    tail_heads: HashMap<u32, (u32, u32), BuildHasherDefault<SlotHasher>>,
     /// The latest timestamp ever added (`i64::MIN` when empty).
     pub max_ts: i64,
 }
 
-impl Stream {
-    pub fn new() -> Self {
+impl Default for Stream {
+    fn default() -> Self {
         Stream {
+            slot: Vec::new(),
+            ts: Vec::new(),
+            payload: Vec::new(),
+            block_first: Vec::new(),
+            tail: Vec::new(),
+            tail_heads: HashMap::default(),
             max_ts: i64::MIN,
-            ..Stream::default()
         }
     }
+}
 
+impl Stream {
     pub fn len(&self) -> usize {
-        self.slot.len() + self.tail_len
+        self.slot.len() + self.tail.len()
     }
 
     pub fn push(&mut self, slot: u32, ts: i64, payload: u32) {
-        self.tail.entry(slot).or_default().push((ts, payload));
-        self.tail_len += 1;
+        let at = self.tail.len() as u32;
+        self.tail.push(TailEntry {
+            slot,
+            payload,
+            ts,
+            next: NO_NEXT,
+        });
+        match self.tail_heads.get_mut(&slot) {
+            Some((_, last)) => {
+                let prev = std::mem::replace(last, at);
+                if let Some(e) = self.tail.get_mut(prev as usize) {
+                    e.next = at;
+                }
+            }
+            None => {
+                self.tail_heads.insert(slot, (at, at));
+            }
+        }
         self.max_ts = self.max_ts.max(ts);
-        if self.tail_len > 4096.max(self.slot.len() / 16) {
+        if self.tail.len() > 4096.max(self.slot.len() / 16) {
             self.compact();
         }
     }
 
     /// Merges the tail into the sorted columns.
     pub fn compact(&mut self) {
-        if self.tail_len == 0 {
+        if self.tail.is_empty() {
             return;
         }
-        let mut tail: Vec<(u32, i64, u32)> = Vec::with_capacity(self.tail_len);
-        for (slot, evs) in self.tail.drain() {
-            tail.extend(evs.into_iter().map(|(t, p)| (slot, t, p)));
-        }
-        self.tail_len = 0;
+        let mut tail: Vec<(u32, i64, u32)> = self
+            .tail
+            .iter()
+            .map(|e| (e.slot, e.ts, e.payload))
+            .collect();
+        self.tail.clear();
+        self.tail_heads.clear();
         tail.sort_unstable();
         let n = self.slot.len() + tail.len();
         let (mut slot, mut ts, mut payload) = (
@@ -110,47 +171,64 @@ impl Stream {
         for i in self.base_range(slot) {
             f(self.ts[i], self.payload[i]);
         }
-        if let Some(t) = self.tail.get(&slot) {
-            for &(ts, p) in t {
-                f(ts, p);
+        if let Some(&(first, _)) = self.tail_heads.get(&slot) {
+            let mut at = first;
+            while let Some(e) = self.tail.get(at as usize) {
+                f(e.ts, e.payload);
+                at = e.next;
             }
         }
     }
 
-    /// Counts, per slot, the events with `lo <= ts < hi` that pass `pass(payload)`, and
-    /// calls `set(slot, count)`. A slot may be reported more than once: the last report
-    /// is its count. Slots never reported have no matching event.
-    pub fn count_all<P: Fn(u32) -> bool, S: FnMut(u32, u32)>(
+    /// Adds to `counts[slot]` the number of the slot's events with `lo <= ts < hi` that
+    /// pass `pass(payload)`. One linear pass; slots past `counts.len()` are skipped.
+    /// `CHEAP`: `pass` is cheap enough to run on every event, so that the loop has no
+    /// data-dependent branch (a window test mispredicts half the time otherwise).
+    pub fn count_into<const CHEAP: bool, P: Fn(u32) -> bool + Sync>(
         &self,
         lo: i64,
         hi: i64,
         pass: P,
-        mut set: S,
+        counts: &mut [u32],
+        parallel: bool,
     ) {
-        let n = self.slot.len();
-        let mut i = 0;
-        while i < n {
-            let s = self.slot[i];
-            let mut c = 0u32;
-            while i < n && self.slot[i] == s {
-                let t = self.ts[i];
-                if lo <= t && t < hi && pass(self.payload[i]) {
-                    c += 1;
+        let ok = |t: i64, p: u32| {
+            let w = (lo <= t) & (t < hi);
+            if CHEAP { w & pass(p) } else { w && pass(p) }
+        };
+        let base = |range: std::ops::Range<usize>, counts: &mut [u32], first: usize| {
+            let cols = self.slot[range.clone()]
+                .iter()
+                .zip(&self.ts[range.clone()])
+                .zip(&self.payload[range]);
+            for ((&s, &t), &p) in cols {
+                if let Some(c) = counts.get_mut((s as usize).wrapping_sub(first)) {
+                    *c += u32::from(ok(t, p));
                 }
-                i += 1;
             }
-            if c > 0 {
-                set(s, c);
-            }
+        };
+        // Two threads over two halves of the sorted columns, cut between two slots so
+        // that each half adds to its own part of `counts`.
+        let len = self.slot.len();
+        let mut cut = len / 2;
+        while cut > 0 && cut < len && self.slot[cut] == self.slot[cut - 1] {
+            cut += 1;
         }
-        for &s in self.tail.keys() {
-            let mut c = 0u32;
-            self.for_slot(s, |t, p| {
-                if lo <= t && t < hi && pass(p) {
-                    c += 1;
-                }
-            });
-            set(s, c);
+        let split = self.slot.get(cut).map(|&s| s as usize);
+        match split {
+            Some(at) if parallel && len >= PARALLEL_EVENTS && at <= counts.len() && cut > 0 => {
+                let (low, high) = counts.split_at_mut(at);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| base(cut..len, high, at));
+                    base(0..cut, low, 0);
+                });
+            }
+            _ => base(0..len, counts, 0),
+        }
+        for e in &self.tail {
+            if let Some(c) = counts.get_mut(e.slot as usize) {
+                *c += u32::from(ok(e.ts, e.payload));
+            }
         }
     }
 
@@ -159,8 +237,8 @@ impl Stream {
             + self.ts.capacity() * 8
             + self.payload.capacity() * 4
             + self.block_first.capacity() * 4
-            + self.tail.capacity() * 40
-            + self.tail.values().map(|v| v.capacity() * 16).sum::<usize>()
+            + self.tail.capacity() * std::mem::size_of::<TailEntry>()
+            + self.tail_heads.capacity() * 13
     }
 }
 
@@ -184,8 +262,28 @@ pub struct Properties {
     pub strings: Dict,
     /// `starts[record]..starts[record + 1]` are the record's pairs.
     starts: Vec<u32>,
+    /// `path << 2 | type tag` per pair (0 text, 1 number, 2 boolean, 3 other).
     keys: Vec<u32>,
-    values: Vec<Prop>,
+    /// The value's bits: a string code, an `f64`'s bits, 0/1.
+    values: Vec<u64>,
+}
+
+fn pack(p: Prop) -> (u32, u64) {
+    match p {
+        Prop::Text(c) => (0, u64::from(c)),
+        Prop::Number(x) => (1, x.to_bits()),
+        Prop::Boolean(b) => (2, u64::from(b)),
+        Prop::Other => (3, 0),
+    }
+}
+
+fn unpack(tag: u32, v: u64) -> Prop {
+    match tag {
+        0 => Prop::Text(v as u32),
+        1 => Prop::Number(f64::from_bits(v)),
+        2 => Prop::Boolean(v != 0),
+        _ => Prop::Other,
+    }
 }
 
 impl Properties {
@@ -212,16 +310,23 @@ impl Properties {
             prefix.push_str(k);
             let value = match v {
                 Value::Null => None,
-                Value::String(s) => Some(Prop::Text(self.strings.intern(&s.to_lowercase()))),
+                Value::String(s) => Some(Prop::Text(self.strings.intern(&lower(s)))),
                 Value::Number(n) => Some(n.as_f64().map_or(Prop::Other, Prop::Number)),
                 Value::Bool(b) => Some(Prop::Boolean(*b)),
                 Value::Array(_) | Value::Object(_) => Some(Prop::Other),
             };
             if let Some(value) = value {
-                let next = self.paths.len() as u32;
-                let path = *self.paths.entry(prefix.clone()).or_insert(next);
-                self.keys.push(path);
-                self.values.push(value);
+                let path = match self.paths.get(prefix.as_str()) {
+                    Some(&p) => p,
+                    None => {
+                        let p = self.paths.len() as u32;
+                        self.paths.insert(prefix.clone(), p);
+                        p
+                    }
+                };
+                let (tag, bits) = pack(value);
+                self.keys.push(path << 2 | tag);
+                self.values.push(bits);
             }
             if let Value::Object(inner) = v {
                 self.flatten(inner, prefix);
@@ -238,8 +343,8 @@ impl Properties {
             *self.starts.get(r + 1)? as usize,
         );
         (a..b)
-            .find(|&i| self.keys[i] == path)
-            .map(|i| self.values[i])
+            .find(|&i| self.keys[i] >> 2 == path)
+            .map(|i| unpack(self.keys[i] & 3, self.values[i]))
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -247,7 +352,7 @@ impl Properties {
             + self.paths.capacity() * 40
             + self.starts.capacity() * 4
             + self.keys.capacity() * 4
-            + self.values.capacity() * std::mem::size_of::<Prop>()
+            + self.values.capacity() * 8
     }
 }
 
@@ -264,11 +369,7 @@ pub struct Events {
 
 impl Events {
     pub fn new() -> Self {
-        Events {
-            system: [Stream::new(), Stream::new(), Stream::new(), Stream::new()],
-            visits: Stream::new(),
-            ..Events::default()
-        }
+        Events::default()
     }
 
     pub fn campaign_code(&mut self, campaign: Option<&str>) -> u32 {
@@ -305,5 +406,14 @@ impl Events {
             + self.campaigns.heap_bytes()
             + self.urls.heap_bytes()
             + self.properties.heap_bytes()
+    }
+}
+
+/// Unicode lowercase, without allocating when `s` is already lowercase ASCII.
+pub fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.to_lowercase())
     }
 }

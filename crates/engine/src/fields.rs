@@ -92,6 +92,46 @@ impl TextColumn {
         }
     }
 
+    /// The number of slots holding `code`.
+    fn posting_len(&self, code: u32) -> u64 {
+        match self.postings.get(code as usize).copied().unwrap_or(EMPTY) {
+            EMPTY => 0,
+            p if p & MANY == 0 => 1,
+            p => self.many.get((p & !MANY) as usize).map_or(0, |r| r.len()),
+        }
+    }
+
+    /// Adds the slots whose code is in `codes` to `out`: through the postings when they
+    /// are few and small, else by one pass over the code column (branch-free, ~1 ns a
+    /// slot) — turning a large posting into bits costs more than scanning.
+    pub fn select_into(&self, codes: &Bits, out: &mut Bits) {
+        let n = self.codes.len() as u64;
+        let mut few = true;
+        let mut total = 0u64;
+        let mut seen = 0;
+        for c in codes.iter() {
+            seen += 1;
+            if seen > 64 {
+                few = false;
+                break;
+            }
+            total += self.posting_len(c);
+            if total > n / 64 {
+                few = false;
+                break;
+            }
+        }
+        if few {
+            for c in codes.iter() {
+                self.posting_into(c, out);
+            }
+        } else {
+            let mut scanned = Bits::new(self.codes.len());
+            scanned.fill_from(&self.codes, |c| codes.get(c));
+            out.or_with(&scanned);
+        }
+    }
+
     fn heap_bytes(&self) -> usize {
         self.dict.heap_bytes()
             + self.codes.capacity() * 4
@@ -297,12 +337,9 @@ mod tests {
             assert_eq!(month_day(z), (date.month() as u8, date.day() as u8));
             assert_eq!(
                 z,
-                i32::try_from(
-                    date.since(Date::new(1970, 1, 1).unwrap_or_default())
-                        .map(|s| s.get_days())
-                        .unwrap_or(0)
-                )
-                .unwrap_or(0)
+                date.since(Date::new(1970, 1, 1).unwrap_or_default())
+                    .map(|s| s.get_days())
+                    .unwrap_or(0)
             );
             n += 1;
             d = date.checked_add(jiff::Span::new().days(997)).ok();

@@ -23,7 +23,7 @@ mod fields;
 mod order;
 mod segments;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use roaring::RoaringBitmap;
 use segmentd_rules::rule::{FieldRef, Rule, SegmentId};
@@ -330,7 +330,8 @@ impl Index {
         &mut self,
         events: impl IntoIterator<Item = (i64, &'e Event)>,
     ) -> Vec<MembershipChange> {
-        let mut touched: BTreeMap<u32, BTreeSet<StreamKey>> = BTreeMap::new();
+        // (slot, stream) pairs read by some saved segment.
+        let mut touched: Vec<(u32, StreamKey)> = Vec::new();
         for (contact, event) in events {
             let Some(&slot) = self.by_store.get(&contact) else {
                 continue;
@@ -353,27 +354,30 @@ impl Index {
                 }
                 Event::Custom(e) => {
                     let record = self.events.properties.add(&e.properties);
-                    self.events
-                        .custom
-                        .entry(e.name.clone())
-                        .or_insert_with(events::Stream::new)
-                        .push(slot, ms_floor(e.timestamp), record);
+                    self.events.custom.entry(e.name.clone()).or_default().push(
+                        slot,
+                        ms_floor(e.timestamp),
+                        record,
+                    );
                     StreamKey::Custom(e.name.clone())
                 }
                 Event::Visit(v) => {
-                    let code = self.events.urls.intern(&v.url.to_lowercase());
+                    let code = self.events.urls.intern(&events::lower(&v.url));
                     self.events.visits.push(slot, ms_floor(v.timestamp), code);
                     StreamKey::Visits
                 }
             };
             if self.segments.reads_stream(&key) {
-                touched.entry(slot).or_default().insert(key);
+                touched.push((slot, key));
             }
         }
         let mut changes = Vec::new();
-        for (slot, keys) in touched {
+        touched.sort_unstable();
+        touched.dedup();
+        for run in touched.chunk_by(|a, b| a.0 == b.0) {
+            let keys: Vec<&StreamKey> = run.iter().map(|(_, k)| k).collect();
             let readers = self.segments.readers_of_streams(&keys);
-            changes.extend(self.redecide(slot, &readers));
+            changes.extend(self.redecide(run[0].0, &readers));
         }
         changes
     }

@@ -106,7 +106,10 @@ impl ExternalOrder {
         if limit == 0 {
             return Vec::new();
         }
-        if set.len() * 32 < total {
+        // Walking the order visits about `limit × total / members` contacts; sorting the
+        // members costs about `members`: walk unless the set is very sparse.
+        let members = set.len();
+        if members.saturating_mul(members) < (limit as u64).saturating_mul(total) {
             // Sparse set: sort its members rather than walk everyone.
             let mut keys: Vec<(&str, u32)> = set
                 .iter()

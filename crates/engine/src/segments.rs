@@ -102,6 +102,8 @@ pub struct Segments {
     rank: HashMap<SegmentId, usize>,
     by_field: HashMap<FieldRef, Vec<SegmentId>>,
     by_stream: HashMap<StreamKey, Vec<SegmentId>>,
+    /// Per stream: its readers and the segments referring to them, in dependency order.
+    stream_readers: HashMap<StreamKey, Vec<SegmentId>>,
     /// Segment → the saved segments whose rules refer to it directly.
     dependents: HashMap<SegmentId, Vec<SegmentId>>,
 }
@@ -188,6 +190,11 @@ impl Segments {
         }
         self.rank = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         self.order = order;
+        self.stream_readers = self
+            .by_stream
+            .iter()
+            .map(|(k, direct)| (k.clone(), self.with_dependents(direct)))
+            .collect();
     }
 
     /// `ids` and every saved segment referring to them, directly or not, in dependency
@@ -227,17 +234,20 @@ impl Segments {
         self.by_stream.contains_key(key)
     }
 
-    pub fn readers_of_streams(&self, keys: &BTreeSet<StreamKey>) -> Vec<SegmentId> {
-        let direct: Vec<SegmentId> = keys
+    /// The segments reading any of `keys`, with the segments referring to them, in
+    /// dependency order (from lists prepared when segments change).
+    pub fn readers_of_streams(&self, keys: &[&StreamKey]) -> Vec<SegmentId> {
+        let mut out: Vec<SegmentId> = keys
             .iter()
-            .filter_map(|k| self.by_stream.get(k))
+            .filter_map(|k| self.stream_readers.get(*k))
             .flatten()
             .copied()
             .collect();
-        if direct.is_empty() {
-            return direct;
+        if keys.len() > 1 {
+            out.sort_unstable_by_key(|s| self.rank.get(s).copied().unwrap_or(usize::MAX));
+            out.dedup();
         }
-        self.with_dependents(&direct)
+        out
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -70,6 +70,20 @@ pub fn is_member(
     rule_matches(rule, &ctx, 0)
 }
 
+/// The number of the contact's events that behaviour condition `b` counts at `clock`
+/// (after duplicate ids are dropped, through every filter): what `occurred` compares with
+/// `min_count`/`max_count`. For explanations; `is_member` decides membership.
+pub fn matching_event_count(b: &BehaviourCondition, contact: &ContactData, clock: &Clock) -> u64 {
+    let no_segments: std::collections::HashMap<SegmentId, Rule> = std::collections::HashMap::new();
+    let ctx = Context {
+        contact,
+        events: StoredEvents::of(contact),
+        clock,
+        segments: &no_segments,
+    };
+    count_matching_events(b, &ctx)
+}
+
 /// Everything one evaluation reads.
 struct Context<'a> {
     contact: &'a ContactData,

@@ -11,6 +11,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod explain;
 pub mod parse;
 pub mod rule;
 

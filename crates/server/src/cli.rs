@@ -47,6 +47,28 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Manage panel users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a panel user of an account. The password comes from --password, else from
+    /// SEGMENTD_PASSWORD, else from the first line of standard input.
+    Create {
+        /// The account's id or name.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "SEGMENTD_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +103,42 @@ pub enum AccountCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    account,
+                    email,
+                    password,
+                    settings,
+                },
+        } => {
+            let settings = Settings::resolve(&settings)?;
+            if settings.uses_data_dir() {
+                std::fs::create_dir_all(&settings.data_dir)?;
+            }
+            let store = segmentd_store::open(&settings.database_url()).await?;
+            let account = crate::panel::session::find_account(store.as_ref(), &account).await?;
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let user = crate::panel::session::create_user(
+                store.as_ref(),
+                account.id,
+                &email,
+                &password,
+                jiff::Timestamp::now(),
+            )
+            .await?;
+            println!(
+                "user {} created in account {} (id {})",
+                user.email, account.name, account.id
+            );
+        }
         Command::Serve { settings } => {
             let settings = Settings::resolve(&settings)?;
             let app = Application::build(&settings).await?;
@@ -117,6 +175,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!("API key: {key}");
             println!("API:     {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)");
+            let login =
+                crate::panel::session::ensure_demo_user(store.as_ref(), account.id, now).await?;
+            println!(
+                "Panel:   {url}/panel  (sign in as {} / {})",
+                login.email, login.password
+            );
+            if settings.uses_data_dir() {
+                let path = settings.data_dir.join("demo-panel-login.txt");
+                std::fs::write(
+                    &path,
+                    format!(
+                        "{url}/panel\nemail: {}\npassword: {}\n",
+                        login.email, login.password
+                    ),
+                )?;
+                println!("Panel sign-in also written to {}", path.display());
+            }
             if !no_serve {
                 app.run_until_stopped().await?;
             }

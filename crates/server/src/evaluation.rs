@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 use segmentd_rules::{
     Clock as RuleClock, ContactData, CustomEvent, Rule, SegmentId, SystemEvent, Visit, is_member,
 };
-use segmentd_store::{Account, Contact, EventBody, Store, StoreError};
+use segmentd_store::{Account, Contact, EventBody, NewEvent, Store, StoreError};
 
 use crate::catalog::{load_catalog, parse_saved_rules};
 use crate::state::Clock;
@@ -24,6 +24,8 @@ pub enum EvalError {
     Store(#[from] StoreError),
     #[error("account {account} has an unknown time zone {zone:?}")]
     TimeZone { account: i64, zone: String },
+    #[error("the index refused a segment: {0}")]
+    Engine(String),
 }
 
 /// What a preview answers: how many contacts match and the first few of them.
@@ -61,6 +63,60 @@ pub trait Evaluator: Send + Sync + 'static {
         as_of: Option<Timestamp>,
         sample: usize,
     ) -> Result<Preview, EvalError>;
+
+    /// "Why is this contact in or out": `rule`'s tree with each node's truth value for
+    /// one contact (and matching event counts), as JSON. `None` if the contact is unknown.
+    async fn explain(
+        &self,
+        account: &Account,
+        rule: &Rule,
+        contact: &Contact,
+        as_of: Option<Timestamp>,
+    ) -> Result<Option<serde_json::Value>, EvalError>;
+
+    // What an evaluator that keeps state is told after each acknowledged write. The
+    // store already holds the write; these keep a cache in step with it.
+
+    async fn contacts_upserted(
+        &self,
+        _account: &Account,
+        _external_ids: &[String],
+    ) -> Result<(), EvalError> {
+        Ok(())
+    }
+    async fn contact_deleted(
+        &self,
+        _account: &Account,
+        _contact: &Contact,
+    ) -> Result<(), EvalError> {
+        Ok(())
+    }
+    async fn events_added(
+        &self,
+        _account: &Account,
+        _events: &[NewEvent],
+    ) -> Result<(), EvalError> {
+        Ok(())
+    }
+    async fn field_deleted(&self, _account: &Account, _key: &str) -> Result<(), EvalError> {
+        Ok(())
+    }
+    async fn segment_saved(
+        &self,
+        _account: &Account,
+        _id: SegmentId,
+        _rule: &Rule,
+    ) -> Result<(), EvalError> {
+        Ok(())
+    }
+    async fn segment_deleted(&self, _account: &Account, _id: SegmentId) -> Result<(), EvalError> {
+        Ok(())
+    }
+    /// Re-decides what time alone changes (rolling windows, relative dates); called on a
+    /// timer.
+    async fn refresh(&self) -> Result<(), EvalError> {
+        Ok(())
+    }
 }
 
 pub struct ReferenceEvaluator {
@@ -215,5 +271,23 @@ impl Evaluator for ReferenceEvaluator {
             }
         }
         Ok(Preview { count, sample: ids })
+    }
+
+    async fn explain(
+        &self,
+        account: &Account,
+        rule: &Rule,
+        contact: &Contact,
+        as_of: Option<Timestamp>,
+    ) -> Result<Option<serde_json::Value>, EvalError> {
+        let snap = self.snapshot(account, as_of).await?;
+        Ok(snap
+            .contacts
+            .iter()
+            .find(|(c, _)| c.id == contact.id)
+            .map(|(_, data)| {
+                let tree = segmentd_rules::explain::explain(rule, data, &snap.clock, &snap.rules);
+                serde_json::to_value(tree).unwrap_or_default()
+            }))
     }
 }

@@ -8,9 +8,26 @@ use segmentd_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::evaluation::ReferenceEvaluator;
+use crate::engine::EngineEvaluator;
+use crate::evaluation::Evaluator;
 use crate::settings::Settings;
 use crate::state::{AppState, Clock, SystemClock};
+
+/// How often time-relative segments are re-decided. Membership is never staler than this
+/// (plus one refresh), well inside the 60 s the product promises.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refreshes the evaluator on a timer, for as long as the runtime lives.
+async fn refresh_every(evaluator: Arc<dyn Evaluator>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = evaluator.refresh().await {
+            tracing::warn!(error = %e, "refreshing time-relative segments failed");
+        }
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -29,7 +46,9 @@ impl Application {
 
     pub async fn with_store(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let evaluator = Arc::new(ReferenceEvaluator::new(store.clone(), clock.clone()));
+        let evaluator: Arc<dyn Evaluator> =
+            Arc::new(EngineEvaluator::load(store.clone(), clock.clone()).await?);
+        tokio::spawn(refresh_every(evaluator.clone(), REFRESH_INTERVAL));
         let state = AppState {
             store,
             evaluator,
@@ -55,6 +74,11 @@ impl Application {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", crate::api::router())
+        .nest("/panel", crate::panel::router())
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/panel/segments") }),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -422,3 +422,62 @@ pub(crate) fn filter_segments(segments: Vec<Segment>, search: Option<&str>) -> V
 pub(crate) fn user_conflict(email: &str) -> String {
     format!("user e-mail {email:?}")
 }
+
+/// A row of `membership_changes`, the same on both backends.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChangeRow {
+    pub seq: i64,
+    pub segment_id: i64,
+    pub contact_id: i64,
+    pub external_id: String,
+    pub entered: bool,
+    pub at: i64,
+}
+
+impl ChangeRow {
+    pub fn decode(self) -> Result<StoredChange> {
+        Ok(StoredChange {
+            seq: self.seq,
+            change: ChangeRecord {
+                segment: self.segment_id,
+                contact: self.contact_id,
+                external_id: self.external_id,
+                entered: self.entered,
+                at: from_ms(self.at)?,
+            },
+        })
+    }
+}
+
+pub(crate) const CHANGE_COLUMNS: &str = "seq, segment_id, contact_id, external_id, entered, at";
+
+/// The bucket counts query, the same SQL on both backends (integer division).
+pub(crate) fn change_buckets_sql(placeholder_account: &str, placeholder_segment: &str) -> String {
+    format!(
+        "SELECT at / {CHANGE_BUCKET_MS} AS bucket, \
+                SUM(CASE WHEN entered THEN 1 ELSE 0 END) AS entered, \
+                SUM(CASE WHEN entered THEN 0 ELSE 1 END) AS exited \
+         FROM membership_changes WHERE account_id = {placeholder_account} AND segment_id = {placeholder_segment} \
+         GROUP BY bucket ORDER BY bucket"
+    )
+}
+
+/// Membership per the log: the latest change of each (segment, contact) is an entry.
+pub(crate) fn logged_members_sql(placeholder_account: &str) -> String {
+    format!(
+        "SELECT c.segment_id, c.contact_id, c.external_id FROM membership_changes c \
+         JOIN (SELECT MAX(seq) AS seq FROM membership_changes WHERE account_id = {placeholder_account} \
+               GROUP BY segment_id, contact_id) latest ON c.seq = latest.seq \
+         WHERE c.entered"
+    )
+}
+
+/// Puts rows fetched by id back in the order the caller asked for.
+pub(crate) fn in_order<K: std::hash::Hash + Eq>(
+    asked: impl Iterator<Item = K>,
+    found: Vec<Contact>,
+    key: impl Fn(&Contact) -> K,
+) -> Vec<Contact> {
+    let mut by_key: HashMap<K, Contact> = found.into_iter().map(|c| (key(&c), c)).collect();
+    asked.filter_map(|k| by_key.remove(&k)).collect()
+}

@@ -150,6 +150,38 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<bool>;
     /// Deletes the sessions expired at `now`; returns how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64>;
+
+    // Contacts by id, and membership changes.
+    /// The contacts with these ids, in the order asked; unknown ids are skipped.
+    async fn contacts_by_ids(&self, account: AccountId, ids: &[ContactId]) -> Result<Vec<Contact>>;
+    /// The contacts with these external ids, in the order asked; unknown ones are skipped.
+    async fn contacts_by_external_ids(
+        &self,
+        account: AccountId,
+        external_ids: &[String],
+    ) -> Result<Vec<Contact>>;
+    /// Appends membership changes to the log, in one transaction.
+    async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()>;
+    /// A segment's changes in log order, strictly after `after` (a `seq`).
+    async fn changes_page(
+        &self,
+        account: AccountId,
+        segment: SegmentId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>>;
+    /// A segment's changes counted per 15-minute bucket, oldest first.
+    async fn change_buckets(
+        &self,
+        account: AccountId,
+        segment: SegmentId,
+    ) -> Result<Vec<ChangeBucket>>;
+    /// Membership as the log has it: each (segment, contact, external id) whose latest
+    /// change is an entry.
+    async fn logged_members(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(SegmentId, ContactId, String)>>;
 }
 
 /// Opens (creating and migrating as needed) the store a database URL names.

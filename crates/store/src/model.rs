@@ -225,3 +225,32 @@ pub struct NewSession {
     pub csrf_token: String,
     pub expires_at: Timestamp,
 }
+
+/// One change of a saved segment's membership, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub segment: SegmentId,
+    pub contact: ContactId,
+    pub external_id: String,
+    /// `true`: the contact entered the segment; `false`: it exited.
+    pub entered: bool,
+    pub at: Timestamp,
+}
+
+/// A recorded change with its position in the log (the feed's cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChange {
+    pub seq: i64,
+    pub change: ChangeRecord,
+}
+
+/// How many contacts entered and exited a segment in one 15-minute bucket. Every time
+/// zone's offset is a whole number of quarter hours, so buckets add up to local days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeBucket {
+    pub start: Timestamp,
+    pub entered: u64,
+    pub exited: u64,
+}
+
+pub const CHANGE_BUCKET_MS: i64 = 15 * 60 * 1000;

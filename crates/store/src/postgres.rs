@@ -647,6 +647,136 @@ impl Store for PostgresStore {
             .await?
             .rows_affected())
     }
+
+    async fn contacts_by_ids(&self, account: AccountId, ids: &[ContactId]) -> Result<Vec<Contact>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND id = ANY($2)"
+        )))
+        .bind(account)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let found = rows
+            .into_iter()
+            .map(|r| r.decode(&types))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_order(ids.iter().copied(), found, |c| c.id))
+    }
+
+    async fn contacts_by_external_ids(
+        &self,
+        account: AccountId,
+        external_ids: &[String],
+    ) -> Result<Vec<Contact>> {
+        if external_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND external_id = ANY($2)"
+        )))
+        .bind(account)
+        .bind(external_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let found = rows
+            .into_iter()
+            .map(|r| r.decode(&types))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_order(external_ids.iter().cloned(), found, |c| {
+            c.external_id.clone()
+        }))
+    }
+
+    async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let segments: Vec<i64> = changes.iter().map(|c| c.segment).collect();
+        let contacts: Vec<i64> = changes.iter().map(|c| c.contact).collect();
+        let external: Vec<&str> = changes.iter().map(|c| c.external_id.as_str()).collect();
+        let entered: Vec<bool> = changes.iter().map(|c| c.entered).collect();
+        let at: Vec<i64> = changes.iter().map(|c| to_ms(c.at)).collect();
+        // One statement whatever the size; WITH ORDINALITY keeps the log in the given order.
+        sqlx::query(
+            "INSERT INTO membership_changes (account_id, segment_id, contact_id, external_id, entered, at) \
+             SELECT $1, s, c, e, n, a FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BOOLEAN[], $6::BIGINT[]) \
+             WITH ORDINALITY AS t(s, c, e, n, a, ord) ORDER BY ord",
+        )
+        .bind(account)
+        .bind(&segments)
+        .bind(&contacts)
+        .bind(&external)
+        .bind(&entered)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn changes_page(
+        &self,
+        account: AccountId,
+        segment: SegmentId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CHANGE_COLUMNS} FROM membership_changes \
+             WHERE account_id = $1 AND segment_id = $2 AND seq > $3 ORDER BY seq LIMIT $4"
+        )))
+        .bind(account)
+        .bind(segment)
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ChangeRow::decode).collect()
+    }
+
+    async fn change_buckets(
+        &self,
+        account: AccountId,
+        segment: SegmentId,
+    ) -> Result<Vec<ChangeBucket>> {
+        let rows = sqlx::query(AssertSqlSafe(change_buckets_sql("$1", "$2")))
+            .bind(account)
+            .bind(segment)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChangeBucket {
+                    start: from_ms(r.try_get::<i64, _>("bucket")? * CHANGE_BUCKET_MS)?,
+                    entered: r.try_get::<i64, _>("entered")?.max(0) as u64,
+                    exited: r.try_get::<i64, _>("exited")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn logged_members(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(SegmentId, ContactId, String)>> {
+        let rows = sqlx::query(AssertSqlSafe(logged_members_sql("$1")))
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("segment_id")?,
+                    r.try_get("contact_id")?,
+                    r.try_get("external_id")?,
+                ))
+            })
+            .collect()
+    }
 }
 
 fn user_from_row(row: &PgRow) -> Result<User> {

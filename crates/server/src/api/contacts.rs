@@ -268,6 +268,8 @@ pub async fn upsert_contacts(
         return Err(ApiError::Validation(issues));
     }
     let upserted = state.store.upsert_contacts(account.id, &batch).await?;
+    let ids: Vec<String> = batch.into_iter().map(|u| u.external_id).collect();
+    state.evaluator.contacts_upserted(&account, &ids).await?;
     Ok(Json(Upserted { upserted }))
 }
 
@@ -295,13 +297,17 @@ pub async fn delete_contact(
     Authenticated(account): Authenticated,
     Path(external_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_contact(account.id, &external_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!(
-            "no contact with external_id \"{external_id}\""
-        )))
+    let not_found = || ApiError::NotFound(format!("no contact with external_id \"{external_id}\""));
+    let contact = state
+        .store
+        .contact(account.id, &external_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !state.store.delete_contact(account.id, &external_id).await? {
+        return Err(not_found());
     }
+    state.evaluator.contact_deleted(&account, &contact).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Contacts sorted by external id, a page at a time.

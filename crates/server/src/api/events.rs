@@ -229,10 +229,15 @@ pub async fn post_events(
         return Err(ApiError::Validation(issues));
     }
     match state.store.insert_events(account.id, &batch).await {
-        Ok(outcome) => Ok(Json(Accepted {
-            accepted: outcome.accepted,
-            duplicates: outcome.duplicates,
-        })),
+        Ok(outcome) => {
+            // The index drops repeated client ids exactly as the store did (first one
+            // stays), so it is given the whole batch.
+            state.evaluator.events_added(&account, &batch).await?;
+            Ok(Json(Accepted {
+                accepted: outcome.accepted,
+                duplicates: outcome.duplicates,
+            }))
+        }
         Err(StoreError::UnknownContacts(indexes)) => Err(ApiError::Validation(
             indexes
                 .into_iter()

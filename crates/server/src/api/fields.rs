@@ -175,6 +175,7 @@ pub async fn delete_field(
         });
     }
     if state.store.delete_field(account.id, &key).await? {
+        state.evaluator.field_deleted(&account, &key).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no field with key \"{key}\"")))

@@ -105,7 +105,7 @@ async fn draft(
     account: &Account,
     body: SegmentIn,
     this: Option<SegmentId>,
-) -> Result<SegmentDraft, ApiError> {
+) -> Result<(SegmentDraft, Rule), ApiError> {
     let (catalog, _) = load_catalog(state.store.as_ref(), account.id).await?;
     let mut issues = Vec::new();
     let name = body.name.trim().to_owned();
@@ -130,11 +130,14 @@ async fn draft(
         }
     };
     match rule {
-        Some(rule) if issues.is_empty() => Ok(SegmentDraft {
-            name,
-            description,
-            rule: rule.to_json(),
-        }),
+        Some(rule) if issues.is_empty() => Ok((
+            SegmentDraft {
+                name,
+                description,
+                rule: rule.to_json(),
+            },
+            rule,
+        )),
         _ => Err(ApiError::Validation(issues)),
     }
 }
@@ -164,12 +167,16 @@ pub async fn create_segment(
     Authenticated(account): Authenticated,
     ApiJson(body): ApiJson<SegmentIn>,
 ) -> Result<(StatusCode, Json<SegmentOut>), ApiError> {
-    let draft = draft(&state, &account, body, None).await?;
+    let (draft, rule) = draft(&state, &account, body, None).await?;
     let segment = state
         .store
         .create_segment(account.id, &draft, state.clock.now())
         .await
         .map_err(|e| name_conflict(e, &draft.name))?;
+    state
+        .evaluator
+        .segment_saved(&account, segment.id, &rule)
+        .await?;
     let count = count_one(&state, &account, segment.id).await?;
     Ok((StatusCode::CREATED, Json(segment_out(segment, count))))
 }
@@ -187,13 +194,17 @@ pub async fn update_segment(
     if state.store.segment(account.id, id).await?.is_none() {
         return Err(not_found(id));
     }
-    let draft = draft(&state, &account, body, Some(id)).await?;
+    let (draft, rule) = draft(&state, &account, body, Some(id)).await?;
     let segment = state
         .store
         .update_segment(account.id, id, &draft, state.clock.now())
         .await
         .map_err(|e| name_conflict(e, &draft.name))?
         .ok_or_else(|| not_found(id))?;
+    state
+        .evaluator
+        .segment_saved(&account, segment.id, &rule)
+        .await?;
     let count = count_one(&state, &account, segment.id).await?;
     Ok(Json(segment_out(segment, count)))
 }
@@ -272,6 +283,7 @@ pub async fn delete_segment(
         });
     }
     if state.store.delete_segment(account.id, id).await? {
+        state.evaluator.segment_deleted(&account, id).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(id))

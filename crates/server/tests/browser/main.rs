@@ -1,0 +1,605 @@
+//! The panel in a real browser: Debian's headless `chromium`, driven through
+//! `chromedriver` (WebDriver) with fantoccini, against a server on port 0 seeded with the
+//! demo data. Screenshots of the main pages go to `target/screenshots/`.
+//!
+//! Without `chromium`/`chromedriver` on the PATH the test fails when `CI` is set and
+//! prints `SKIPPED browser tests: …` otherwise (`.ci/run` installs both).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use segmentd::startup::Application;
+use segmentd_store::Store;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    if name.starts_with('/') {
+        return Path::new(name).exists().then(|| PathBuf::from(name));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.exists())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Kills chromedriver (and with it the browser) when the test ends, passed or not.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `POST /session/{id}/se/log {"type": "browser"}`: the browser console, as chromedriver
+/// keeps it when `goog:loggingPrefs` asks for it.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, url_error::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or("")))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_owned()),
+        )
+    }
+}
+
+mod url_error {
+    pub use reqwest::Url;
+    pub type ParseError = <Url as std::str::FromStr>::Err;
+}
+
+struct Browser {
+    client: Client,
+    base: String,
+    shots: PathBuf,
+    /// Console entries read so far (each read drains chromedriver's buffer).
+    console: Vec<Value>,
+}
+
+impl Browser {
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    async fn all(&self, css: &str) -> Vec<Element> {
+        self.client.find_all(Locator::Css(css)).await.unwrap()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn choose(&self, css: &str, value: &str) {
+        self.find(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("select {css} = {value}: {e}"));
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Polls `check` (every 100 ms, for at most 10 s) until it gives `Some`.
+    async fn until<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The live count once it has settled on a number different from `not`.
+    async fn live_count_other_than(&self, not: Option<u64>) -> u64 {
+        self.until("the live count to change", || async {
+            let status = self.text("#live-status").await;
+            let n = self.text("#live-count").await.parse::<u64>().ok()?;
+            (status.is_empty() && Some(n) != not).then_some(n)
+        })
+        .await
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn read_console(&mut self) {
+        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
+        if let Value::Array(items) = entries {
+            self.console.extend(items);
+        }
+    }
+
+    /// The `selector` of the k-th condition (1-based) of the g-th group (1-based).
+    fn condition(g: usize, k: usize) -> String {
+        format!(
+            "#builder > fieldset.group:nth-of-type({g}) > ul.items > li.condition:nth-child({k})"
+        )
+    }
+}
+
+async fn start_browser() -> Option<(Driver, Client)> {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|b| find_on_path(b).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let why = format!(
+            "{} not installed (apt-get install chromium chromium-driver)",
+            missing.join(" and ")
+        );
+        if std::env::var_os("CI").is_some() {
+            panic!("browser tests cannot run and CI is set: {why}");
+        }
+        eprintln!("SKIPPED browser tests: {why}");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver(child);
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--window-size=1280,800",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    });
+    let caps = caps.as_object().unwrap().clone();
+    let url = format!("http://127.0.0.1:{port}");
+    // chromedriver needs a moment to listen: retry the session for up to 20 s.
+    let start = Instant::now();
+    let client = loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a chromedriver session: {e}"),
+        }
+    };
+    // The profile directory must outlive the browser: leak it to the end of the process.
+    std::mem::forget(profile);
+    Some((driver, client))
+}
+
+struct Server {
+    base: String,
+    store: Arc<dyn Store>,
+    account: i64,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("panel.db").display());
+    let store = segmentd_store::open(&url).await.unwrap();
+    let app = Application::with_store(store.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let now = app.state().clock.now();
+    let (account, _) = segmentd::demo::ensure_demo(store.as_ref(), 400, now)
+        .await
+        .unwrap();
+    segmentd::panel::session::ensure_demo_user(store.as_ref(), account.id, now)
+        .await
+        .unwrap();
+    let key = segmentd::auth::issue_api_key(store.as_ref(), account.id)
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    Server {
+        base,
+        store,
+        account: account.id,
+        key,
+        _dir: dir,
+    }
+}
+
+async fn api_count(server: &Server, id: i64) -> u64 {
+    let r: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/segments/{id}/count", server.base))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["count"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
+    let Some((_driver, client)) = start_browser().await else {
+        return;
+    };
+    let started = Instant::now();
+    let server = start_server().await;
+    let mut b = Browser {
+        client,
+        base: server.base.clone(),
+        shots: screenshots_dir(),
+        console: Vec::new(),
+    };
+
+    // Signed out, the panel sends us to the sign-in page.
+    b.goto("/").await;
+    b.find("#sign-in").await;
+    assert_eq!(b.path().await, "/panel/sign-in");
+    b.shot("01-sign-in").await;
+    b.type_into("#email", "demo@segmentd.local").await;
+    b.type_into("#password", "segmentd-demo").await;
+    b.click("#sign-in").await;
+    b.find("#segments").await;
+    assert_eq!(b.path().await, "/panel/segments");
+    b.shot("02-segments").await;
+
+    // Search filters by name as we type.
+    let all_rows = b.all("#segments tbody tr").await.len();
+    assert!(all_rows >= 5, "the demo has segments");
+    b.type_into("#segment-search", "SPEND").await;
+    let visible = b
+        .until("the list to filter", || async {
+            let mut names = Vec::new();
+            for r in b.all("#segments tbody tr:not([hidden])").await {
+                names.push(r.text().await.ok()?);
+            }
+            (names.len() < all_rows).then_some(names)
+        })
+        .await;
+    assert_eq!(visible.len(), 1, "{visible:?}");
+    assert!(visible[0].contains("Big spenders"), "{visible:?}");
+    b.shot("03-segments-search").await;
+
+    // A new segment: group 1 (all) = city equals Warsaw AND opened an e-mail in the last
+    // 30 days; OR group 2 (any) = did "purchase" in the last 30 days OR visited /pricing.
+    b.click("#new-segment").await;
+    b.find("#builder fieldset.group").await;
+    b.type_into("#seg-name", "Warsaw readers or shoppers").await;
+    b.type_into("#seg-description", "Made in the browser test")
+        .await;
+    let c11 = Browser::condition(1, 1);
+    b.choose(&format!("{c11} select[id$='-type']"), "field")
+        .await;
+    b.choose(&format!("{c11} select[id$='-field']"), "city")
+        .await;
+    b.choose(&format!("{c11} select[id$='-op']"), "equals")
+        .await;
+    b.type_into(&format!("{c11} input[id$='-value']"), "Warsaw")
+        .await;
+    let warsaw = b.live_count_other_than(None).await;
+    assert!(warsaw > 0, "someone lives in Warsaw");
+
+    b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
+        .await;
+    let c12 = Browser::condition(1, 2);
+    b.choose(&format!("{c12} select[id$='-type']"), "system")
+        .await;
+    b.choose(&format!("{c12} select[id$='-event']"), "MailOpen")
+        .await;
+    b.choose(&format!("{c12} select[id$='-window']"), "last_days")
+        .await;
+    b.type_into(&format!("{c12} input[id$='-days']"), "30")
+        .await;
+    let readers = b.live_count_other_than(Some(warsaw)).await;
+    assert!(readers < warsaw, "adding an 'all' condition narrows");
+
+    b.click("#add-group").await;
+    b.choose("#join-1", "or").await;
+    b.choose(
+        "#builder > fieldset.group:nth-of-type(2) select[id$='-match']",
+        "any",
+    )
+    .await;
+    let c21 = Browser::condition(2, 1);
+    b.choose(&format!("{c21} select[id$='-type']"), "custom")
+        .await;
+    b.type_into(&format!("{c21} input[id$='-name']"), "purchase")
+        .await;
+    b.choose(&format!("{c21} select[id$='-window']"), "last_days")
+        .await;
+    b.type_into(&format!("{c21} input[id$='-days']"), "30")
+        .await;
+    b.click("#builder > fieldset.group:nth-of-type(2) .add-condition")
+        .await;
+    let c22 = Browser::condition(2, 2);
+    b.choose(&format!("{c22} select[id$='-type']"), "visit")
+        .await;
+    b.choose(&format!("{c22} select[id$='-urlop']"), "contains")
+        .await;
+    b.type_into(&format!("{c22} input[id$='-url']"), "/pricing")
+        .await;
+    let live = b.live_count_other_than(Some(readers)).await;
+    assert!(live > readers, "an 'or' group widens");
+    for channel in ["email", "sms", "push"] {
+        let n: u64 = b.text(&format!("#reach-{channel}")).await.parse().unwrap();
+        assert!(n <= live, "{channel}: {n} reachable of {live}");
+    }
+    b.shot("04-new-segment").await;
+
+    // Create: the segment page, with the count and the rule in words.
+    b.click("#save-segment").await;
+    b.find("#segment-words").await;
+    let id: i64 = b
+        .path()
+        .await
+        .trim_start_matches("/panel/segments/")
+        .parse()
+        .unwrap();
+    let saved = server
+        .store
+        .segments(server.account, Some("Warsaw readers or shoppers"))
+        .await
+        .unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        saved[0].rule,
+        json!({"any": [
+            {"all": [
+                {"field": "city", "op": "equals", "value": "Warsaw"},
+                {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}}
+            ]},
+            {"any": [
+                {"custom_event": "purchase", "op": "occurred", "within": {"last_days": 30}},
+                {"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred", "within": {"last_days": 30}}
+            ]}
+        ]})
+    );
+    let count = api_count(&server, id).await;
+    assert_eq!(count, live, "the live count was the saved segment's count");
+    assert_eq!(b.text("#segment-count").await, count.to_string());
+    let words = b.text("#segment-words").await;
+    assert!(
+        words.starts_with("(City equals Warsaw and opened an e-mail in the last 30 days) or"),
+        "{words}"
+    );
+    b.find("#chart svg circle").await;
+
+    // Why is this contact in or out.
+    let member = server
+        .store
+        .all_contacts(server.account)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    b.type_into("#explain-contact", &member.external_id).await;
+    b.click("#explain-form button").await;
+    let verdict = b.text("#explain-result .verdict").await;
+    assert!(verdict.contains(&member.external_id), "{verdict}");
+    assert!(
+        b.all("#explain-result li").await.len() >= 7,
+        "one line per node"
+    );
+    b.shot("05-segment-page").await;
+
+    // The list shows it with the right count.
+    b.goto("/panel/segments").await;
+    let row = format!("#segments tbody tr[data-name='warsaw readers or shoppers']");
+    assert_eq!(
+        b.find(&format!("{row} td[data-count]"))
+            .await
+            .attr("data-count")
+            .await
+            .unwrap(),
+        Some(count.to_string())
+    );
+
+    // Show: the members, with e-mail, phone and fields.
+    b.click(&format!("{row} a[href$='/members']")).await;
+    b.find("#members").await;
+    let rows = b.all("#members tbody tr").await.len() as u64;
+    assert_eq!(rows, count.min(50));
+    let header = b.text("#members thead").await.to_lowercase();
+    assert!(
+        header.contains("e-mail") && header.contains("city"),
+        "{header}"
+    );
+    b.shot("06-members").await;
+
+    // Edit: a bad value is shown beside its condition, a taken name beside the name.
+    b.goto(&format!("/panel/segments/{id}/edit")).await;
+    b.find(&Browser::condition(2, 2)).await;
+    assert_eq!(b.all("#builder > fieldset.group").await.len(), 2);
+    b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
+        .await;
+    let c13 = Browser::condition(1, 3);
+    b.choose(&format!("{c13} select[id$='-field']"), "age")
+        .await;
+    b.choose(&format!("{c13} select[id$='-op']"), "between")
+        .await;
+    b.type_into(&format!("{c13} input[id$='-value']"), "60")
+        .await;
+    b.type_into(&format!("{c13} input[id$='-value2']"), "20")
+        .await;
+    b.click("#save-segment").await;
+    let message = b
+        .until("the inline error of the bad value", || async {
+            let t = b.text(&format!("{c13} p.error")).await;
+            (!t.is_empty()).then_some(t)
+        })
+        .await;
+    assert!(message.contains("value"), "{message}");
+    assert_eq!(
+        b.find(&c13).await.attr("aria-invalid").await.unwrap(),
+        Some("true".into())
+    );
+    b.shot("07-edit-bad-value").await;
+    assert!(b.path().await.ends_with("/edit"), "nothing saved");
+
+    b.type_into(&format!("{c13} input[id$='-value']"), "18")
+        .await;
+    b.type_into(&format!("{c13} input[id$='-value2']"), "99")
+        .await;
+    b.type_into("#seg-name", "big SPENDERS").await;
+    b.click("#save-segment").await;
+    let name_error = b
+        .until("the inline error of the taken name", || async {
+            let t = b.text("#seg-name-error").await;
+            (!t.is_empty()).then_some(t)
+        })
+        .await;
+    assert!(name_error.contains("already exists"), "{name_error}");
+    b.shot("08-edit-taken-name").await;
+
+    b.type_into("#seg-name", "Adult Warsaw readers or shoppers")
+        .await;
+    b.click("#save-segment").await;
+    b.find("#segment-words").await;
+    let words = b.text("#segment-words").await;
+    assert!(words.contains("Age is between 18 and 99"), "{words}");
+    assert_eq!(
+        b.text("h1").await,
+        "Adult Warsaw readers or shoppers",
+        "saved under the new name"
+    );
+
+    // Contacts and custom fields.
+    b.goto("/panel/contacts").await;
+    b.type_into("#contact-search", &member.external_id).await;
+    b.click("form.search button").await;
+    b.click("#contacts tbody a").await;
+    b.find("#contact-fields").await;
+    b.shot("09-contact").await;
+    b.goto("/panel/fields").await;
+    b.find("#fields").await;
+    b.type_into("#field-key", "shoe_size").await;
+    b.type_into("#field-label", "Shoe size").await;
+    b.choose("#field-type", "number").await;
+    b.click("#create-field").await;
+    b.find("#fields tr[data-key='shoe_size']").await;
+    b.shot("10-fields").await;
+
+    // Phone width.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.goto("/panel/segments").await;
+    b.find("#segments").await;
+    b.shot("11-phone-segments").await;
+    b.goto(&format!("/panel/segments/{id}/edit")).await;
+    b.find("#builder fieldset.group").await;
+    b.shot("12-phone-editor").await;
+    b.client.set_window_size(1280, 800).await.unwrap();
+
+    // Sign out, and be refused.
+    b.read_console().await;
+    b.click("#sign-out").await;
+    b.find("#sign-in").await;
+    b.goto("/panel/segments").await;
+    b.find("#sign-in").await;
+    assert_eq!(b.path().await, "/panel/sign-in");
+
+    // The console: no errors but the refusals the scenario asked for (the duplicate
+    // name's 409 and the bad value's 422, which the browser logs as failed requests).
+    b.read_console().await;
+    let errors: Vec<&Value> = b
+        .console
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .filter(|e| {
+            let m = e["message"].as_str().unwrap_or("");
+            !(m.contains("/panel/api/segments")
+                && (m.contains("status of 409") || m.contains("status of 422")))
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.client.close().await.unwrap();
+    eprintln!(
+        "browser scenario took {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        b.shots.display()
+    );
+}
