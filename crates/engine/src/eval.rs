@@ -25,7 +25,7 @@ use crate::fields::{Field, Stored, day_number, month_day};
 
 /// Below this many contacts, evaluation stays on one thread. (Debug builds, i.e. the
 /// property tests, take every path on small data.)
-const PARALLEL_FROM: usize = if cfg!(debug_assertions) { 0 } else { 200_000 };
+const PARALLEL_FROM: usize = if cfg!(debug_assertions) { 1 } else { 200_000 };
 
 /// The cost of deciding one contact's behaviour condition from its slice of a stream,
 /// and of one event of a whole-stream scan (a property filter: `PROPS_EVENT_COST`), in
@@ -543,7 +543,8 @@ impl Index {
                 .collect();
         }
         // Alternate the children between the two threads.
-        let (mine, theirs): (Vec<(usize, &Rule)>, Vec<(usize, &Rule)>) = children
+        type Share<'r> = Vec<(usize, &'r Rule)>;
+        let (mine, theirs): (Share<'_>, Share<'_>) = children
             .iter()
             .copied()
             .enumerate()

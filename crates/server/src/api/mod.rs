@@ -3,6 +3,7 @@
 pub mod contacts;
 pub mod events;
 pub mod fields;
+pub mod membership;
 pub mod paging;
 pub mod segments;
 
@@ -26,6 +27,7 @@ use crate::state::AppState;
         events::post_events,
         segments::create_segment, segments::list_segments, segments::get_segment, segments::update_segment,
         segments::delete_segment, segments::count_segment, segments::segment_members, segments::preview,
+        membership::changes, membership::history, membership::explain,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -95,6 +97,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/segments/{id}/count", get(segments::count_segment))
         .route("/segments/{id}/members", get(segments::segment_members))
+        .route("/segments/{id}/changes", get(membership::changes))
+        .route("/segments/{id}/history", get(membership::history))
+        .route("/segments/{id}/explain", get(membership::explain))
         .route("/openapi.json", get(openapi_json))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)

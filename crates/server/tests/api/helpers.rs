@@ -49,6 +49,16 @@ async fn spawn_app_with(store: Arc<dyn Store>) -> TestApp {
 }
 
 impl TestApp {
+    /// Stops serving from this app's engine and starts a new server over the same store,
+    /// as a restart of the process would.
+    pub async fn restart(&mut self) {
+        let app = Application::with_store(self.store.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        self.address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+    }
+
     /// Makes the test act as a new account in `time_zone`.
     pub async fn use_new_account(&mut self, time_zone: &str) {
         self.account = self.store.create_account("Zoned", time_zone).await.unwrap();

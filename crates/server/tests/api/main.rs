@@ -8,6 +8,7 @@ mod events;
 mod fields;
 mod helpers;
 mod isolation;
+mod membership;
 mod segments;
 mod story;
 
@@ -61,5 +62,10 @@ on_both_backends!(
     segments::segment_references_are_checked_and_a_referenced_segment_cannot_be_deleted,
     segments::count_members_and_preview_honour_as_of,
     segments::the_openapi_document_describes_every_call_of_the_spec,
+    membership::membership_follows_every_write_at_once_and_each_change_is_in_the_feed,
+    membership::a_new_or_edited_segment_logs_its_initial_members,
+    membership::history_counts_entries_exits_and_totals_per_day,
+    membership::explain_shows_each_nodes_truth_and_matching_events,
+    membership::a_restart_rebuilds_the_index_and_logs_what_changed_while_down,
     story::segments_of_every_condition_kind_hold_the_contacts_worked_out_by_hand,
 );

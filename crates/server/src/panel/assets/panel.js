@@ -358,8 +358,10 @@
     ];
   }
 
+  // aria-busy on the count says a newer count is on its way (the tests wait for it too).
   function changed(structural) {
     if (structural) render();
+    $("#live-count").setAttribute("aria-busy", "true");
     schedulePreview();
   }
 
@@ -608,6 +610,7 @@
     $("#live-status").textContent = "Counting…";
     const r = await call("POST", "/panel/api/preview", { rule });
     if (seq !== previewSeq) return;
+    $("#live-count").removeAttribute("aria-busy");
     const b = r.body || {};
     if (r.status === 200 && b.valid) {
       $("#live-count").textContent = String(b.count);
@@ -667,6 +670,7 @@
     render();
     $("#segment-form").addEventListener("submit", save);
     $("#seg-name").addEventListener("input", clearNameErrors);
+    $("#live-count").setAttribute("aria-busy", "true");
     runPreview();
   }
 

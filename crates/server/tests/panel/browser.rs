@@ -4,7 +4,6 @@
 //!
 //! Without `chromium`/`chromedriver` on the PATH the test fails when `CI` is set and
 //! prints `SKIPPED browser tests: …` otherwise (`.ci/run` installs both).
-#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -104,13 +103,19 @@ impl Browser {
             .unwrap();
     }
 
+    /// The element, once it exists; retried across page loads started by the page's
+    /// own script (which abort a lookup in flight).
     async fn find(&self, css: &str) -> Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+        let start = Instant::now();
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(e) => return e,
+                Err(e) if start.elapsed() > Duration::from_secs(10) => {
+                    panic!("no element {css}: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn all(&self, css: &str) -> Vec<Element> {
@@ -164,9 +169,12 @@ impl Browser {
     /// The live count once it has settled on a number different from `not`.
     async fn live_count_other_than(&self, not: Option<u64>) -> u64 {
         self.until("the live count to change", || async {
-            let status = self.text("#live-status").await;
-            let n = self.text("#live-count").await.parse::<u64>().ok()?;
-            (status.is_empty() && Some(n) != not).then_some(n)
+            let count = self.find("#live-count").await;
+            if count.attr("aria-busy").await.ok()?.is_some() {
+                return None;
+            }
+            let n = count.text().await.ok()?.parse::<u64>().ok()?;
+            (Some(n) != not).then_some(n)
         })
         .await
     }

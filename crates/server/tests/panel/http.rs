@@ -1,0 +1,471 @@
+//! The panel's sign-in, sessions, CSRF protection and account isolation, over HTTP.
+
+use std::sync::Arc;
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use segmentd::panel::session::create_user;
+use segmentd::startup::Application;
+use segmentd_rules::FieldType;
+use segmentd_store::{Account, ContactUpsert, FieldDef, SegmentDraft, Store};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A signed-in browser, as far as HTTP goes: the cookie and the page's CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn spawn() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("panel.db").display());
+    let store = segmentd_store::open(&url).await.unwrap();
+    let app = Application::with_store(store.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    App {
+        base,
+        store,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl App {
+    async fn account_with_user(&self, name: &str, email: &str) -> Account {
+        let account = self.store.create_account(name, "UTC").await.unwrap();
+        create_user(
+            self.store.as_ref(),
+            account.id,
+            email,
+            PASSWORD,
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+        account
+    }
+
+    fn req(&self, method: Method, path: &str, s: Option<&Session>) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match s {
+            Some(s) => r.header(COOKIE, &s.cookie),
+            None => r,
+        }
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> Response {
+        self.req(Method::POST, "/panel/sign-in", None)
+            .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn session(&self, email: &str) -> Session {
+        let r = self.sign_in(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let page = self
+            .req(Method::GET, "/panel/segments", None)
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        Session { cookie, csrf }
+    }
+
+    /// A JSON call with the session's CSRF token, or with `csrf` instead when given.
+    async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        s: &Session,
+        body: Option<Value>,
+        csrf: Option<&str>,
+    ) -> Response {
+        let mut r = self
+            .req(method, path, Some(s))
+            .header("x-csrf-token", csrf.unwrap_or(&s.csrf));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+fn location(r: &Response) -> String {
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn without_a_session_pages_redirect_to_sign_in_and_the_json_is_unauthorized() {
+    let app = spawn().await;
+    let r = app.req(Method::GET, "/", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/panel/segments");
+    for page in [
+        "/panel/segments",
+        "/panel/segments/new",
+        "/panel/segments/1",
+        "/panel/contacts",
+        "/panel/fields",
+    ] {
+        let r = app.req(Method::GET, page, None).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(location(&r), format!("/panel/sign-in?next={page}"));
+    }
+    for (method, path) in [
+        (Method::GET, "/panel/api/segments"),
+        (Method::POST, "/panel/api/segments"),
+        (Method::POST, "/panel/api/preview"),
+        (Method::GET, "/panel/api/segments/1/history"),
+    ] {
+        let r = app
+            .req(method, path, None)
+            .header(COOKIE, "segmentd_session=forged")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // The sign-in page itself and the assets need no session.
+    for open in [
+        "/panel/sign-in",
+        "/panel/assets/panel.js",
+        "/panel/assets/panel.css",
+    ] {
+        let r = app.req(Method::GET, open, None).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{open}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_unknown_address_signs_no_one_in() {
+    let app = spawn().await;
+    app.account_with_user("Acme", "ann@example.com").await;
+    for (email, password) in [
+        ("ann@example.com", "wrong password"),
+        ("bob@example.com", PASSWORD),
+    ] {
+        let r = app.sign_in(email, password).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().get(SET_COOKIE).is_none());
+        assert!(r.text().await.unwrap().contains("Wrong e-mail or password"));
+    }
+    // A form posted from another site is refused.
+    let r = app
+        .req(Method::POST, "/panel/sign-in", None)
+        .header("origin", "http://evil.example")
+        .form(&[("email", "ann@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_same_site_and_any_case_of_the_address_signs_in() {
+    let app = spawn().await;
+    app.account_with_user("Acme", "Ann@Example.com").await;
+    let r = app.sign_in("ann@EXAMPLE.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/panel/segments");
+    let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    // Only panel paths are followed after sign-in.
+    let r = app
+        .req(Method::POST, "/panel/sign-in", None)
+        .form(&[
+            ("email", "ann@example.com"),
+            ("password", PASSWORD),
+            ("next", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "/panel/segments");
+}
+
+#[tokio::test]
+async fn a_write_without_the_sessions_csrf_token_is_forbidden_and_changes_nothing() {
+    let app = spawn().await;
+    let acme = app.account_with_user("Acme", "ann@example.com").await;
+    app.store
+        .create_field(
+            acme.id,
+            &FieldDef {
+                key: "city".into(),
+                label: "City".into(),
+                field_type: FieldType::Text,
+            },
+        )
+        .await
+        .unwrap();
+    let s = app.session("ann@example.com").await;
+    let other = app.session("ann@example.com").await;
+    let segment =
+        json!({"name": "Warsaw", "rule": {"field": "city", "op": "equals", "value": "Warsaw"}});
+    for bad in ["", "0000", other.csrf.as_str()] {
+        let r = app
+            .api(
+                Method::POST,
+                "/panel/api/segments",
+                &s,
+                Some(segment.clone()),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "token {bad:?}");
+        let r = app
+            .api(
+                Method::POST,
+                "/panel/api/fields",
+                &s,
+                Some(json!({"key": "age", "type": "number"})),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = app
+            .api(
+                Method::DELETE,
+                "/panel/api/fields/city",
+                &s,
+                None,
+                Some(bad),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    assert!(app.store.segments(acme.id, None).await.unwrap().is_empty());
+    assert_eq!(app.store.fields(acme.id).await.unwrap().len(), 1);
+    // Sign-out without the token does not sign out.
+    let r = app
+        .req(Method::POST, "/panel/sign-out", Some(&s))
+        .form(&[("csrf", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // With the token, the same writes go through.
+    let r = app
+        .api(Method::POST, "/panel/api/segments", &s, Some(segment), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.store.segments(acme.id, None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn().await;
+    app.account_with_user("Acme", "ann@example.com").await;
+    let s = app.session("ann@example.com").await;
+    let r = app
+        .api(Method::GET, "/panel/api/segments", &s, None, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .req(Method::POST, "/panel/sign-out", Some(&s))
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/panel/sign-in"));
+    assert!(
+        r.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // The old cookie is worth nothing now.
+    let r = app
+        .req(Method::GET, "/panel/segments", Some(&s))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = app
+        .api(Method::GET, "/panel/api/segments", &s, None, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_panel_user_never_sees_or_touches_another_accounts_data() {
+    let app = spawn().await;
+    let acme = app.account_with_user("Acme", "ann@example.com").await;
+    let other = app.account_with_user("Other", "bob@example.com").await;
+    app.store
+        .create_field(
+            other.id,
+            &FieldDef {
+                key: "secret".into(),
+                label: "Secret".into(),
+                field_type: FieldType::Text,
+            },
+        )
+        .await
+        .unwrap();
+    app.store
+        .upsert_contacts(
+            other.id,
+            &[ContactUpsert {
+                external_id: "bobs-contact".into(),
+                ..ContactUpsert::default()
+            }],
+        )
+        .await
+        .unwrap();
+    let theirs = app
+        .store
+        .create_segment(
+            other.id,
+            &SegmentDraft {
+                name: "Theirs".into(),
+                description: String::new(),
+                rule: json!({"field": "email", "op": "has_value"}),
+            },
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let s = app.session("ann@example.com").await;
+    let id = theirs.id;
+    for page in [
+        format!("/panel/segments/{id}"),
+        format!("/panel/segments/{id}/edit"),
+        format!("/panel/segments/{id}/members"),
+        "/panel/contact?id=bobs-contact".to_owned(),
+    ] {
+        let r = app.req(Method::GET, &page, Some(&s)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{page}");
+    }
+    for path in [
+        format!("/panel/api/segments/{id}/history"),
+        format!("/panel/api/segments/{id}/explain?contact=bobs-contact"),
+    ] {
+        let r = app.api(Method::GET, &path, &s, None, None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = app
+        .api(
+            Method::PUT,
+            &format!("/panel/api/segments/{id}"),
+            &s,
+            Some(json!({"name": "Mine now", "rule": {"field": "email", "op": "has_value"}})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .api(Method::DELETE, "/panel/api/fields/secret", &s, None, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let listed: Value = app
+        .api(Method::GET, "/panel/api/segments", &s, None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]));
+    let page = app
+        .req(Method::GET, "/panel/segments", Some(&s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Theirs"));
+    // Their data is untouched.
+    assert_eq!(
+        app.store.segment(other.id, id).await.unwrap().unwrap().name,
+        "Theirs"
+    );
+    assert_eq!(app.store.fields(other.id).await.unwrap().len(), 1);
+    assert!(app.store.segments(acme.id, None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_live_preview_counts_and_reports_problems_by_path() {
+    let app = spawn().await;
+    let acme = app.account_with_user("Acme", "ann@example.com").await;
+    app.store
+        .upsert_contacts(
+            acme.id,
+            &[
+                ContactUpsert {
+                    external_id: "a".into(),
+                    email: segmentd_store::Patch::Set("a@example.com".into()),
+                    ..ContactUpsert::default()
+                },
+                ContactUpsert {
+                    external_id: "b".into(),
+                    phone: segmentd_store::Patch::Set("+48 600 000 000".into()),
+                    ..ContactUpsert::default()
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let s = app.session("ann@example.com").await;
+    let r: Value = app
+        .api(
+            Method::POST,
+            "/panel/api/preview",
+            &s,
+            Some(json!({"rule": {"any": [{"field": "email", "op": "has_value"}, {"field": "phone", "op": "has_value"}]}})),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"valid": true, "count": 2, "reachable": {"email": 1, "sms": 1, "push": 0}})
+    );
+    let r = app
+        .api(
+            Method::POST,
+            "/panel/api/preview",
+            &s,
+            Some(json!({"rule": {"any": [{"all": [{"field": "nope", "op": "has_value"}]}]}})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["valid"], false);
+    assert_eq!(r["errors"][0]["path"], "rule.any[0].all[0].field");
+}
