@@ -1,5 +1,7 @@
 //! `segmentd bench ingest`: loads contacts and events through the real HTTP API into a
-//! fresh account and reports throughput, for either backend.
+//! fresh account with five saved segments, and reports throughput, for either backend.
+//! Every acknowledged batch is durable in the store and applied to the in-memory index,
+//! with membership changes logged: the figure is ingest *with* membership upkeep.
 //!
 //! The server runs in this process on a free port; requests go over loopback TCP, so the
 //! figures include JSON parsing, validation and the store's transactions: what a client
@@ -102,6 +104,27 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
             .post(format!("{base}/fields"))
             .bearer_auth(&key)
             .json(&json!({"key": k, "type": t}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // Saved segments of the engine benchmark's shapes, so that ingest pays for membership
+    // upkeep as it would in production.
+    let segments = [
+        json!({"all": [{"field": "city", "op": "equals", "value": "warsaw"}, {"field": "age", "op": "between", "value": [25, 40]},
+                       {"field": "vip", "op": "is_false"}, {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}},
+                       {"custom_event": "purchase", "op": "occurred", "where": [{"property": "amount", "op": "greater_than", "value": 100}]}]}),
+        json!({"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred", "min_count": 3, "within": {"last_days": 7}}),
+        json!({"system_event": "MailOpen", "op": "not_occurred", "within": {"last_days": 60}}),
+        json!({"any": [{"field": "city", "op": "in", "value": ["kraków", "gdańsk"]}, {"field": "age", "op": "less_than", "value": 21}]}),
+        json!({"any": [{"all": [{"field": "vip", "op": "is_true"}, {"not": {"custom_event": "purchase", "op": "occurred"}}]},
+                       {"all": [{"field": "age", "op": "greater_than", "value": 60}, {"any": [{"system_event": "MailClick", "op": "occurred"}, {"op": "occurred"}]}]}]}),
+    ];
+    for (i, rule) in segments.into_iter().enumerate() {
+        client
+            .post(format!("{base}/segments"))
+            .bearer_auth(&key)
+            .json(&json!({"name": format!("workload {i}"), "rule": rule}))
             .send()
             .await?
             .error_for_status()?;
