@@ -20,7 +20,7 @@ use segmentd_rules::rule::{
 use crate::Index;
 use crate::bits::Bits;
 use crate::dict::{Dict, NONE};
-use crate::events::{Prop, Stream};
+use crate::events::{Prop, Stream, TAG_ABSENT, TAG_BOOL, TAG_NUMBER, TAG_TEXT};
 use crate::fields::{Field, Stored, day_number, month_day};
 
 /// Below this many contacts, evaluation stays on one thread. (Debug builds, i.e. the
@@ -32,7 +32,7 @@ const PARALLEL_FROM: usize = if cfg!(debug_assertions) { 1 } else { 200_000 };
 /// the same rough unit. `all` picks the cheaper way per behaviour condition. (Debug
 /// builds, i.e. the property tests, decide contact by contact whenever they can.)
 const SLOT_COST: u64 = if cfg!(debug_assertions) { 0 } else { 100 };
-const PROPS_EVENT_COST: u64 = 15;
+const PROPS_EVENT_COST: u64 = 2;
 
 /// Whether `rule` refers to a saved segment anywhere.
 fn refers(rule: &Rule) -> bool {
@@ -324,16 +324,61 @@ pub(crate) struct Behaviour<'a> {
     occurrence: Occurrence,
 }
 
+/// Per record of a custom stream: 1 when it passes every property filter.
+fn props_mask(stream: &Stream, props: &[PreparedProp<'_>]) -> Vec<u8> {
+    let mut mask = vec![1u8; stream.props.records as usize];
+    for p in props {
+        let absent = p.passes(None);
+        let col = p.path.and_then(|path| stream.props.column(path));
+        let Some(col) = col else {
+            if !absent {
+                mask.fill(0);
+            }
+            continue;
+        };
+        match &p.test {
+            PropTest::HasValue => col.and_mask(&mut mask, absent, |t, _, _| t != TAG_ABSENT),
+            PropTest::HasNoValue => col.and_mask(&mut mask, absent, |t, _, _| t == TAG_ABSENT),
+            PropTest::IsTrue => {
+                col.and_mask(&mut mask, absent, |t, _, c| (t == TAG_BOOL) & (c == 1))
+            }
+            PropTest::IsFalse => {
+                col.and_mask(&mut mask, absent, |t, _, c| (t == TAG_BOOL) & (c == 0))
+            }
+            PropTest::Text(m) => col.and_mask(&mut mask, absent, |t, _, c| {
+                ((t == TAG_TEXT) & m.matches(Some(c))) | ((t == TAG_ABSENT) & absent)
+            }),
+            PropTest::Number(op) => {
+                let none = absent;
+                let pos = |x: f64| match *op {
+                    NumberOp::Equals(v) | NumberOp::NotEquals(v) => x == v,
+                    NumberOp::GreaterThan(v) => x > v,
+                    NumberOp::GreaterOrEqual(v) => x >= v,
+                    NumberOp::LessThan(v) => x < v,
+                    NumberOp::LessOrEqual(v) => x <= v,
+                    NumberOp::Between(lo, hi) => (lo <= x) & (x <= hi),
+                };
+                let negated = matches!(op, NumberOp::NotEquals(_));
+                col.and_mask(&mut mask, absent, |t, x, _| {
+                    ((t == TAG_NUMBER) & (pos(x) != negated)) | ((t == TAG_ABSENT) & none)
+                })
+            }
+        }
+    }
+    mask
+}
+
 impl Behaviour<'_> {
-    fn passes(&self, index: &Index, payload: u32) -> bool {
+    fn passes(&self, _index: &Index, payload: u32) -> bool {
         match &self.filter {
             PayloadFilter::Any => true,
             PayloadFilter::Campaign(c) => payload == *c,
             PayloadFilter::Url(t) => t.matches(Some(payload)),
             PayloadFilter::Props(props) => props.iter().all(|p| {
-                let value = p
-                    .path
-                    .and_then(|path| index.events.properties.get(payload, path));
+                let value = match (p.path, self.stream) {
+                    (Some(path), Some(s)) => s.props.get(payload, path),
+                    _ => None,
+                };
                 p.passes(value)
             }),
         }
@@ -732,13 +777,17 @@ impl Index {
                 PayloadFilter::Url(t) => {
                     stream.count_into::<true, _>(lo, hi, |p| t.matches(Some(p)), &mut counts, par)
                 }
-                PayloadFilter::Props(_) => stream.count_into::<false, _>(
-                    lo,
-                    hi,
-                    |p| prepared.passes(self, p),
-                    &mut counts,
-                    par,
-                ),
+                PayloadFilter::Props(props) => {
+                    // Which records pass, one columnar pass per filter.
+                    let mask = props_mask(stream, props);
+                    stream.count_into::<true, _>(
+                        lo,
+                        hi,
+                        |p| mask.get(p as usize).is_some_and(|&m| m != 0),
+                        &mut counts,
+                        par,
+                    )
+                }
             }
         }
         let mut out = Bits::new(n);

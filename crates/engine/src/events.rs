@@ -49,13 +49,74 @@ struct TailEntry {
 
 const NO_NEXT: u32 = u32::MAX;
 
-#[derive(Debug, Clone)]
-pub struct Stream {
+/// One time range of a stream's merged events, sorted by (slot, timestamp, payload).
+#[derive(Debug, Clone, Default)]
+struct Run {
     slot: Vec<u32>,
     ts: Vec<i64>,
     payload: Vec<u32>,
     /// The first slot of each block of `BLOCK` entries.
     block_first: Vec<u32>,
+    /// The run's earliest and latest timestamps.
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl Run {
+    fn from_sorted(entries: &[(u32, i64, u32)]) -> Run {
+        Run {
+            slot: entries.iter().map(|e| e.0).collect(),
+            ts: entries.iter().map(|e| e.1).collect(),
+            payload: entries.iter().map(|e| e.2).collect(),
+            block_first: entries.iter().step_by(BLOCK).map(|e| e.0).collect(),
+            min_ts: entries.iter().map(|e| e.1).min().unwrap_or(i64::MAX),
+            max_ts: entries.iter().map(|e| e.1).max().unwrap_or(i64::MIN),
+        }
+    }
+
+    /// Whether the run may hold events with `lo <= ts < hi`.
+    fn overlaps(&self, lo: i64, hi: i64) -> bool {
+        self.min_ts < hi && self.max_ts >= lo
+    }
+
+    /// The range of `slot`'s events.
+    fn range(&self, slot: u32) -> std::ops::Range<usize> {
+        // The first block whose first slot is >= `slot`; the run may start in the block
+        // before it.
+        let b = self.block_first.partition_point(|&f| f < slot);
+        let mut start = b.saturating_sub(1) * BLOCK;
+        let end_limit = ((b + 1) * BLOCK).min(self.slot.len());
+        while start < end_limit && self.slot[start] < slot {
+            start += 1;
+        }
+        let mut end = start;
+        while end < self.slot.len() && self.slot[end] == slot {
+            end += 1;
+        }
+        start..end
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.slot.capacity() * 4
+            + self.ts.capacity() * 8
+            + self.payload.capacity() * 4
+            + self.block_first.capacity() * 4
+    }
+}
+
+/// Run boundaries, in days before the latest timestamp at compaction: a window of the
+/// last week reads only the newest run, of the last month about a third of 90 days.
+const RUN_CUTS_DAYS: [i64; 4] = [63, 31, 15, 8];
+const DAY_MS: i64 = 86_400_000;
+
+/// Tail entries that trigger a merge (at least; else a sixteenth of the stream).
+const TAIL_MIN: usize = if cfg!(debug_assertions) { 3 } else { 4096 };
+
+/// A stream of events: merged runs by time range (each sorted by slot), so that a
+/// windowed count reads only the runs its window overlaps, plus an append tail.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    runs: Vec<Run>,
     /// Recent events in arrival order, each linked to the slot's next one (`NO_NEXT`
     /// ends a chain): no allocation per slot.
     tail: Vec<TailEntry>,
@@ -63,25 +124,44 @@ pub struct Stream {
     tail_heads: HashMap<u32, (u32, u32), BuildHasherDefault<SlotHasher>>,
     /// The latest timestamp ever added (`i64::MIN` when empty).
     pub max_ts: i64,
+    /// Custom event properties (payloads are their record ids).
+    pub props: PropColumns,
 }
 
 impl Default for Stream {
     fn default() -> Self {
         Stream {
-            slot: Vec::new(),
-            ts: Vec::new(),
-            payload: Vec::new(),
-            block_first: Vec::new(),
+            runs: Vec::new(),
             tail: Vec::new(),
             tail_heads: HashMap::default(),
             max_ts: i64::MIN,
+            props: PropColumns::default(),
         }
     }
 }
 
 impl Stream {
+    fn merged_len(&self) -> usize {
+        self.runs.iter().map(|r| r.slot.len()).sum()
+    }
+
     pub fn len(&self) -> usize {
-        self.slot.len() + self.tail.len()
+        self.merged_len() + self.tail.len()
+    }
+
+    /// Merged runs (the cost of one contact's lookup grows with them).
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Events a count over `[lo, hi)` reads.
+    pub fn events_in(&self, lo: i64, hi: i64) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.overlaps(lo, hi))
+            .map(|r| r.slot.len())
+            .sum::<usize>()
+            + self.tail.len()
     }
 
     pub fn push(&mut self, slot: u32, ts: i64, payload: u32) {
@@ -104,12 +184,12 @@ impl Stream {
             }
         }
         self.max_ts = self.max_ts.max(ts);
-        if self.tail.len() > 4096.max(self.slot.len() / 16) {
+        if self.tail.len() > TAIL_MIN.max(self.merged_len() / 16) {
             self.compact();
         }
     }
 
-    /// Merges the tail into the sorted columns.
+    /// Merges the tail into the runs, re-cut by time from the latest timestamp.
     pub fn compact(&mut self) {
         if self.tail.is_empty() {
             return;
@@ -122,54 +202,46 @@ impl Stream {
         self.tail.clear();
         self.tail_heads.clear();
         tail.sort_unstable();
-        let n = self.slot.len() + tail.len();
-        let (mut slot, mut ts, mut payload) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut i = 0;
-        for (s, t, p) in tail {
-            while i < self.slot.len() && self.slot[i] <= s {
-                slot.push(self.slot[i]);
-                ts.push(self.ts[i]);
-                payload.push(self.payload[i]);
-                i += 1;
+        // Run `k` holds `cuts[k - 1] <= ts < cuts[k]`.
+        let cuts: Vec<i64> = RUN_CUTS_DAYS
+            .iter()
+            .map(|d| self.max_ts.saturating_sub(d * DAY_MS))
+            .collect();
+        let bucket = |t: i64| cuts.partition_point(|&c| c <= t);
+        let old = std::mem::take(&mut self.runs);
+        for k in 0..=cuts.len() {
+            let (lo, hi) = (
+                if k == 0 { i64::MIN } else { cuts[k - 1] },
+                cuts.get(k).copied().unwrap_or(i64::MAX),
+            );
+            // Sorted pieces, one after the other: a stable sort merges them as runs.
+            let mut entries: Vec<(u32, i64, u32)> = Vec::new();
+            for r in &old {
+                if !r.overlaps(lo, hi) {
+                    continue;
+                }
+                for i in 0..r.slot.len() {
+                    let t = r.ts[i];
+                    if lo <= t && (t < hi || k == cuts.len()) {
+                        entries.push((r.slot[i], t, r.payload[i]));
+                    }
+                }
             }
-            slot.push(s);
-            ts.push(t);
-            payload.push(p);
+            entries.extend(tail.iter().filter(|e| bucket(e.1) == k));
+            if entries.is_empty() {
+                continue;
+            }
+            entries.sort();
+            self.runs.push(Run::from_sorted(&entries));
         }
-        slot.extend_from_slice(&self.slot[i..]);
-        ts.extend_from_slice(&self.ts[i..]);
-        payload.extend_from_slice(&self.payload[i..]);
-        self.slot = slot;
-        self.ts = ts;
-        self.payload = payload;
-        self.block_first = self.slot.iter().step_by(BLOCK).copied().collect();
-    }
-
-    /// The range of `slot`'s events in the sorted columns.
-    fn base_range(&self, slot: u32) -> std::ops::Range<usize> {
-        // The first block whose first slot is >= `slot`; the run may start in the block
-        // before it.
-        let b = self.block_first.partition_point(|&f| f < slot);
-        let mut start = b.saturating_sub(1) * BLOCK;
-        let end_limit = ((b + 1) * BLOCK).min(self.slot.len());
-        while start < end_limit && self.slot[start] < slot {
-            start += 1;
-        }
-        let mut end = start;
-        while end < self.slot.len() && self.slot[end] == slot {
-            end += 1;
-        }
-        start..end
     }
 
     /// Calls `f(ts, payload)` for each event of `slot`.
     pub fn for_slot(&self, slot: u32, mut f: impl FnMut(i64, u32)) {
-        for i in self.base_range(slot) {
-            f(self.ts[i], self.payload[i]);
+        for r in &self.runs {
+            for i in r.range(slot) {
+                f(r.ts[i], r.payload[i]);
+            }
         }
         if let Some(&(first, _)) = self.tail_heads.get(&slot) {
             let mut at = first;
@@ -181,9 +253,10 @@ impl Stream {
     }
 
     /// Adds to `counts[slot]` the number of the slot's events with `lo <= ts < hi` that
-    /// pass `pass(payload)`. One linear pass; slots past `counts.len()` are skipped.
-    /// `CHEAP`: `pass` is cheap enough to run on every event, so that the loop has no
-    /// data-dependent branch (a window test mispredicts half the time otherwise).
+    /// pass `pass(payload)`. One linear pass over the runs the window overlaps; slots
+    /// past `counts.len()` are skipped. `CHEAP`: `pass` is cheap enough to run on every
+    /// event, so that the loop has no data-dependent branch (a window test mispredicts
+    /// half the time otherwise).
     pub fn count_into<const CHEAP: bool, P: Fn(u32) -> bool + Sync>(
         &self,
         lo: i64,
@@ -196,34 +269,36 @@ impl Stream {
             let w = (lo <= t) & (t < hi);
             if CHEAP { w & pass(p) } else { w && pass(p) }
         };
-        let base = |range: std::ops::Range<usize>, counts: &mut [u32], first: usize| {
-            let cols = self.slot[range.clone()]
-                .iter()
-                .zip(&self.ts[range.clone()])
-                .zip(&self.payload[range]);
-            for ((&s, &t), &p) in cols {
-                if let Some(c) = counts.get_mut((s as usize).wrapping_sub(first)) {
-                    *c += u32::from(ok(t, p));
+        let runs: Vec<&Run> = self.runs.iter().filter(|r| r.overlaps(lo, hi)).collect();
+        // Each run's entries of slots `[from, to)` into `counts` (which starts at `from`).
+        let base = |counts: &mut [u32], from: u32, to: u32| {
+            for r in &runs {
+                let a = r.slot.partition_point(|&s| s < from);
+                let b = r.slot.partition_point(|&s| s < to);
+                let cols = r.slot[a..b]
+                    .iter()
+                    .zip(&r.ts[a..b])
+                    .zip(&r.payload[a..b]);
+                for ((&s, &t), &p) in cols {
+                    if let Some(c) = counts.get_mut(s.wrapping_sub(from) as usize) {
+                        *c += u32::from(ok(t, p));
+                    }
                 }
             }
         };
-        // Two threads over two halves of the sorted columns, cut between two slots so
-        // that each half adds to its own part of `counts`.
-        let len = self.slot.len();
-        let mut cut = len / 2;
-        while cut > 0 && cut < len && self.slot[cut] == self.slot[cut - 1] {
-            cut += 1;
-        }
-        let split = self.slot.get(cut).map(|&s| s as usize);
-        match split {
-            Some(at) if parallel && len >= PARALLEL_EVENTS && at <= counts.len() && cut > 0 => {
-                let (low, high) = counts.split_at_mut(at);
-                std::thread::scope(|scope| {
-                    scope.spawn(|| base(cut..len, high, at));
-                    base(0..cut, low, 0);
-                });
-            }
-            _ => base(0..len, counts, 0),
+        let scanned: usize = runs.iter().map(|r| r.slot.len()).sum();
+        let n = counts.len();
+        // Two threads over two halves of the slots, each adding to its own part of
+        // `counts`.
+        if parallel && scanned >= PARALLEL_EVENTS && n >= 2 {
+            let at = n / 2;
+            let (low, high) = counts.split_at_mut(at);
+            std::thread::scope(|scope| {
+                scope.spawn(|| base(high, at as u32, u32::MAX));
+                base(low, 0, at as u32);
+            });
+        } else {
+            base(counts, 0, u32::MAX);
         }
         for e in &self.tail {
             if let Some(c) = counts.get_mut(e.slot as usize) {
@@ -233,12 +308,10 @@ impl Stream {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.slot.capacity() * 4
-            + self.ts.capacity() * 8
-            + self.payload.capacity() * 4
-            + self.block_first.capacity() * 4
+        self.runs.iter().map(Run::heap_bytes).sum::<usize>()
             + self.tail.capacity() * std::mem::size_of::<TailEntry>()
             + self.tail_heads.capacity() * 13
+            + self.props.heap_bytes()
     }
 }
 
@@ -253,52 +326,285 @@ pub enum Prop {
     Other,
 }
 
-/// The properties of every custom event: flattened to (path, value) pairs, where the
-/// path is the dotted path a rule would write. Null and missing properties are absent;
-/// keys that are empty or hold a dot cannot be reached by a rule and are left out.
+/// Type tags of a property column entry.
+pub const TAG_ABSENT: u8 = 0;
+pub const TAG_TEXT: u8 = 1;
+pub const TAG_NUMBER: u8 = 2;
+pub const TAG_BOOL: u8 = 3;
+pub const TAG_OTHER: u8 = 4;
+
+/// The property paths and strings of every custom event, shared by the streams: a path
+/// is the dotted path a rule would write. Null and missing properties are absent; keys
+/// that are empty or hold a dot cannot be reached by a rule and are left out.
 #[derive(Debug, Default, Clone)]
 pub struct Properties {
     pub paths: HashMap<String, u32>,
     pub strings: Dict,
-    /// `starts[record]..starts[record + 1]` are the record's pairs.
-    starts: Vec<u32>,
-    /// `path << 2 | type tag` per pair (0 text, 1 number, 2 boolean, 3 other).
-    keys: Vec<u32>,
-    /// The value's bits: a string code, an `f64`'s bits, 0/1.
-    values: Vec<u64>,
-}
-
-fn pack(p: Prop) -> (u32, u64) {
-    match p {
-        Prop::Text(c) => (0, u64::from(c)),
-        Prop::Number(x) => (1, x.to_bits()),
-        Prop::Boolean(b) => (2, u64::from(b)),
-        Prop::Other => (3, 0),
-    }
-}
-
-fn unpack(tag: u32, v: u64) -> Prop {
-    match tag {
-        0 => Prop::Text(v as u32),
-        1 => Prop::Number(f64::from_bits(v)),
-        2 => Prop::Boolean(v != 0),
-        _ => Prop::Other,
-    }
 }
 
 impl Properties {
-    /// Stores one event's properties; returns its record id.
-    pub fn add(&mut self, props: &serde_json::Map<String, Value>) -> u32 {
-        if self.starts.is_empty() {
-            self.starts.push(0);
+    fn path_id(&mut self, path: &str) -> u32 {
+        match self.paths.get(path) {
+            Some(&p) => p,
+            None => {
+                let p = self.paths.len() as u32;
+                self.paths.insert(path.to_owned(), p);
+                p
+            }
         }
-        let mut prefix = String::new();
-        self.flatten(props, &mut prefix);
-        self.starts.push(self.keys.len() as u32);
-        (self.starts.len() - 2) as u32
     }
 
-    fn flatten(&mut self, props: &serde_json::Map<String, Value>, prefix: &mut String) {
+    pub fn heap_bytes(&self) -> usize {
+        self.strings.heap_bytes()
+            + self.paths.capacity() * 40
+            + self.paths.keys().map(String::capacity).sum::<usize>()
+    }
+}
+
+/// One property path's values over a custom stream's records (record ids are the
+/// stream's arrival order, so entries only ever append). Dense: entry `i` is record
+/// `start + i` (`TAG_ABSENT` where the record lacks the path); sparse (`recs`): entry `i`
+/// is record `recs[i]`. Value columns are allocated at the first value of their type.
+#[derive(Debug, Default, Clone)]
+pub struct PropColumn {
+    start: u32,
+    recs: Option<Vec<u32>>,
+    tags: Vec<u8>,
+    /// Numbers (empty until the first number).
+    nums: Vec<f64>,
+    /// Text codes and booleans as 0/1 (empty until the first such value).
+    codes: Vec<u32>,
+    /// Entries holding a value.
+    present: u32,
+}
+
+impl PropColumn {
+    /// The column's value of `record`.
+    pub fn get(&self, record: u32) -> Option<Prop> {
+        let i = match &self.recs {
+            Some(recs) => recs.binary_search(&record).ok()?,
+            None => record.checked_sub(self.start)? as usize,
+        };
+        let tag = *self.tags.get(i)?;
+        let num = || self.nums.get(i).copied().unwrap_or(0.0);
+        let code = || self.codes.get(i).copied().unwrap_or(0);
+        match tag {
+            TAG_TEXT => Some(Prop::Text(code())),
+            TAG_NUMBER => Some(Prop::Number(num())),
+            TAG_BOOL => Some(Prop::Boolean(code() != 0)),
+            TAG_OTHER => Some(Prop::Other),
+            _ => None,
+        }
+    }
+
+    fn end(&self) -> u32 {
+        match &self.recs {
+            Some(recs) => recs.last().map_or(0, |r| r + 1),
+            None => self.start + self.tags.len() as u32,
+        }
+    }
+
+    fn push_entry(&mut self, tag: u8, num: f64, code: u32) {
+        if tag == TAG_NUMBER || !self.nums.is_empty() {
+            self.nums.resize(self.tags.len(), 0.0);
+            self.nums.push(num);
+        }
+        if tag == TAG_TEXT || tag == TAG_BOOL || !self.codes.is_empty() {
+            self.codes.resize(self.tags.len(), 0);
+            self.codes.push(code);
+        }
+        self.tags.push(tag);
+    }
+
+    /// Appends `record`'s value (records arrive in increasing order).
+    fn push(&mut self, record: u32, value: Prop) {
+        let (tag, num, code) = match value {
+            Prop::Text(c) => (TAG_TEXT, 0.0, c),
+            Prop::Number(x) => (TAG_NUMBER, x, 0),
+            Prop::Boolean(b) => (TAG_BOOL, 0.0, u32::from(b)),
+            Prop::Other => (TAG_OTHER, 0.0, 0),
+        };
+        if self.tags.is_empty() {
+            self.start = record;
+            self.recs = None;
+        }
+        let end = self.end();
+        if record < end {
+            return; // Cannot happen: records only grow.
+        }
+        if self.recs.is_none() {
+            // Sparse when fewer than an eighth of the covered records hold a value.
+            let gap = (record - end) as usize;
+            let span = self.tags.len() + gap + 1;
+            if gap > 0 && span >= 64 && (self.present as usize + 1) * 8 < span {
+                self.sparsify();
+            }
+        }
+        match &mut self.recs {
+            Some(recs) => {
+                recs.push(record);
+                self.push_entry(tag, num, code);
+                // Dense once a quarter of the covered records hold a value.
+                let span = u64::from(record - self.start) + 1;
+                if span >= 64 && u64::from(self.present + 1) * 4 >= span {
+                    self.densify();
+                }
+            }
+            None => {
+                for _ in 0..(record - end) {
+                    self.push_entry(TAG_ABSENT, 0.0, 0);
+                }
+                self.push_entry(tag, num, code);
+            }
+        }
+        self.present += 1;
+    }
+
+    fn densify(&mut self) {
+        let Some(recs) = self.recs.take() else { return };
+        let old = std::mem::take(self);
+        self.start = recs.first().copied().unwrap_or(0);
+        self.present = old.present;
+        for (i, r) in recs.iter().enumerate() {
+            while self.start + (self.tags.len() as u32) < *r {
+                self.push_entry(TAG_ABSENT, 0.0, 0);
+            }
+            self.push_entry(
+                old.tags[i],
+                old.nums.get(i).copied().unwrap_or(0.0),
+                old.codes.get(i).copied().unwrap_or(0),
+            );
+        }
+    }
+
+    fn sparsify(&mut self) {
+        if self.recs.is_some() {
+            return;
+        }
+        let old = std::mem::take(self);
+        let mut recs = Vec::with_capacity(old.present as usize);
+        self.start = old.start;
+        self.present = old.present;
+        for (i, &t) in old.tags.iter().enumerate() {
+            if t != TAG_ABSENT {
+                recs.push(old.start + i as u32);
+                self.push_entry(
+                    t,
+                    old.nums.get(i).copied().unwrap_or(0.0),
+                    old.codes.get(i).copied().unwrap_or(0),
+                );
+            }
+        }
+        self.recs = Some(recs);
+    }
+
+    /// `mask[r] &= test(value of r)` for every record `r < mask.len()`, where `test`
+    /// reads `(tag, number, code)` of a record with the path; `absent` is the result for a
+    /// record without it.
+    pub fn and_mask(&self, mask: &mut [u8], absent: bool, test: impl Fn(u8, f64, u32) -> bool) {
+        let absent = u8::from(absent);
+        match &self.recs {
+            None => {
+                let start = (self.start as usize).min(mask.len());
+                let end = (start + self.tags.len()).min(mask.len());
+                let (before, rest) = mask.split_at_mut(start);
+                let (within, after) = rest.split_at_mut(end - start);
+                if absent == 0 {
+                    before.fill(0);
+                    after.fill(0);
+                }
+                let tags = &self.tags[..within.len()];
+                match (self.nums.is_empty(), self.codes.is_empty()) {
+                    (false, false) => {
+                        for (((m, &t), &x), &c) in
+                            within.iter_mut().zip(tags).zip(&self.nums).zip(&self.codes)
+                        {
+                            *m &= u8::from(test(t, x, c)) | (u8::from(t == TAG_ABSENT) & absent);
+                        }
+                    }
+                    (false, true) => {
+                        for ((m, &t), &x) in within.iter_mut().zip(tags).zip(&self.nums) {
+                            *m &= u8::from(test(t, x, 0)) | (u8::from(t == TAG_ABSENT) & absent);
+                        }
+                    }
+                    (true, false) => {
+                        for ((m, &t), &c) in within.iter_mut().zip(tags).zip(&self.codes) {
+                            *m &= u8::from(test(t, 0.0, c)) | (u8::from(t == TAG_ABSENT) & absent);
+                        }
+                    }
+                    (true, true) => {
+                        for (m, &t) in within.iter_mut().zip(tags) {
+                            *m &= u8::from(test(t, 0.0, 0)) | (u8::from(t == TAG_ABSENT) & absent);
+                        }
+                    }
+                }
+            }
+            Some(recs) => {
+                let entry = |i: usize| {
+                    test(
+                        self.tags[i],
+                        self.nums.get(i).copied().unwrap_or(0.0),
+                        self.codes.get(i).copied().unwrap_or(0),
+                    )
+                };
+                if absent == 1 {
+                    for (i, &r) in recs.iter().enumerate() {
+                        if let Some(m) = mask.get_mut(r as usize) {
+                            *m &= u8::from(entry(i));
+                        }
+                    }
+                } else {
+                    let kept: Vec<(usize, u8)> = recs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, &r)| {
+                            let m = *mask.get(r as usize)?;
+                            Some((r as usize, m & u8::from(entry(i))))
+                        })
+                        .collect();
+                    mask.fill(0);
+                    for (r, m) in kept {
+                        mask[r] = m;
+                    }
+                }
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.recs.as_ref().map_or(0, |r| r.capacity() * 4)
+            + self.tags.capacity()
+            + self.nums.capacity() * 8
+            + self.codes.capacity() * 4
+    }
+}
+
+/// The properties of one custom stream's events, a typed column per path.
+#[derive(Debug, Default, Clone)]
+pub struct PropColumns {
+    /// Records so far (the next record id).
+    pub records: u32,
+    /// Path id → its column.
+    cols: HashMap<u32, PropColumn, BuildHasherDefault<SlotHasher>>,
+}
+
+impl PropColumns {
+    /// Stores one event's properties; returns its record id.
+    pub fn add(&mut self, shared: &mut Properties, props: &serde_json::Map<String, Value>) -> u32 {
+        let record = self.records;
+        self.records += 1;
+        let mut prefix = String::new();
+        self.flatten(shared, record, props, &mut prefix);
+        record
+    }
+
+    fn flatten(
+        &mut self,
+        shared: &mut Properties,
+        record: u32,
+        props: &serde_json::Map<String, Value>,
+        prefix: &mut String,
+    ) {
         for (k, v) in props {
             if k.is_empty() || k.contains('.') {
                 continue;
@@ -310,49 +616,38 @@ impl Properties {
             prefix.push_str(k);
             let value = match v {
                 Value::Null => None,
-                Value::String(s) => Some(Prop::Text(self.strings.intern(&lower(s)))),
+                Value::String(s) => Some(Prop::Text(shared.strings.intern(&lower(s)))),
                 Value::Number(n) => Some(n.as_f64().map_or(Prop::Other, Prop::Number)),
                 Value::Bool(b) => Some(Prop::Boolean(*b)),
                 Value::Array(_) | Value::Object(_) => Some(Prop::Other),
             };
             if let Some(value) = value {
-                let path = match self.paths.get(prefix.as_str()) {
-                    Some(&p) => p,
-                    None => {
-                        let p = self.paths.len() as u32;
-                        self.paths.insert(prefix.clone(), p);
-                        p
-                    }
-                };
-                let (tag, bits) = pack(value);
-                self.keys.push(path << 2 | tag);
-                self.values.push(bits);
+                let path = shared.path_id(prefix);
+                self.cols.entry(path).or_default().push(record, value);
             }
             if let Value::Object(inner) = v {
-                self.flatten(inner, prefix);
+                self.flatten(shared, record, inner, prefix);
             }
             prefix.truncate(len);
         }
     }
 
+    pub fn column(&self, path: u32) -> Option<&PropColumn> {
+        self.cols.get(&path)
+    }
+
     /// The value at `path` in `record`, `None` when missing or null.
     pub fn get(&self, record: u32, path: u32) -> Option<Prop> {
-        let r = record as usize;
-        let (a, b) = (
-            *self.starts.get(r)? as usize,
-            *self.starts.get(r + 1)? as usize,
-        );
-        (a..b)
-            .find(|&i| self.keys[i] >> 2 == path)
-            .map(|i| unpack(self.keys[i] & 3, self.values[i]))
+        self.cols.get(&path)?.get(record)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.strings.heap_bytes()
-            + self.paths.capacity() * 40
-            + self.starts.capacity() * 4
-            + self.keys.capacity() * 4
-            + self.values.capacity() * 8
+        self.cols.capacity() * 80
+            + self
+                .cols
+                .values()
+                .map(PropColumn::heap_bytes)
+                .sum::<usize>()
     }
 }
 
@@ -415,5 +710,65 @@ pub fn lower(s: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(s)
     } else {
         std::borrow::Cow::Owned(s.to_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Columns switch between dense and sparse as gaps come and go; reads and masks
+    /// agree with the values pushed whatever the layout.
+    #[test]
+    fn property_columns_read_back_what_was_pushed_dense_or_sparse() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            state >> 33
+        };
+        for round in 0..40 {
+            let mut col = PropColumn::default();
+            let mut model: Vec<Option<Prop>> = Vec::new();
+            let records = 2000;
+            for r in 0..records {
+                // Phases of high and low density.
+                let dense = (r / 300 + round) % 2 == 0;
+                let hit = if dense {
+                    next() % 3 != 0
+                } else {
+                    next() % 50 == 0
+                };
+                let value = hit.then(|| match next() % 4 {
+                    0 => Prop::Text((next() % 5) as u32),
+                    1 => Prop::Number((next() % 100) as f64),
+                    2 => Prop::Boolean(next() % 2 == 0),
+                    _ => Prop::Other,
+                });
+                if let Some(v) = value {
+                    col.push(r, v);
+                }
+                model.push(value);
+            }
+            for (r, v) in model.iter().enumerate() {
+                assert_eq!(col.get(r as u32), *v, "record {r}");
+            }
+            for absent in [false, true] {
+                let mut mask = vec![1u8; records as usize];
+                col.and_mask(&mut mask, absent, |t, x, c| {
+                    (t == TAG_NUMBER && x > 50.0) || (t == TAG_TEXT && c == 2)
+                });
+                for (r, v) in model.iter().enumerate() {
+                    let want = match v {
+                        None => absent,
+                        Some(Prop::Number(x)) => *x > 50.0,
+                        Some(Prop::Text(c)) => *c == 2,
+                        Some(_) => false,
+                    };
+                    assert_eq!(mask[r] != 0, want, "record {r}");
+                }
+            }
+        }
     }
 }

@@ -353,12 +353,9 @@ impl Index {
                     StreamKey::System(e.kind as u8)
                 }
                 Event::Custom(e) => {
-                    let record = self.events.properties.add(&e.properties);
-                    self.events.custom.entry(e.name.clone()).or_default().push(
-                        slot,
-                        ms_floor(e.timestamp),
-                        record,
-                    );
+                    let stream = self.events.custom.entry(e.name.clone()).or_default();
+                    let record = stream.props.add(&mut self.events.properties, &e.properties);
+                    stream.push(slot, ms_floor(e.timestamp), record);
                     StreamKey::Custom(e.name.clone())
                 }
                 Event::Visit(v) => {

@@ -326,7 +326,7 @@ impl Evaluator for EngineEvaluator {
                 .iter()
                 .map(|&id| match (&clock, index.segment_rule(id)) {
                     (None, _) => index.count(id),
-                    (Some(clock), Some(rule)) => index.evaluate_bits(rule, clock).count() as u64,
+                    (Some(clock), Some(rule)) => index.evaluate_bits(rule, clock).count(),
                     (Some(_), None) => 0,
                 })
                 .collect()

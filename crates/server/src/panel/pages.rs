@@ -535,7 +535,7 @@ pub async fn contact(
         Ok(None) => return not_found(&s, "There is no contact with that external id or e-mail."),
         Err(e) => return internal(e),
     };
-    events.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
+    events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
     let shown = events.len().min(200);
     let reach = reachable(std::iter::once(&c));
     let body = html! {

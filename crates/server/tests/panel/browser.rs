@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,11 +51,15 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
-/// Kills chromedriver (and with it the browser) when the test ends, passed or not.
+/// Ends chromedriver and the browser it started when the test ends, passed or not:
+/// chromedriver runs in a process group of its own, and the whole group is killed.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -218,6 +223,7 @@ async fn start_browser() -> Option<(Driver, Client)> {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -477,7 +483,7 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
 
     // The list shows it with the right count.
     b.goto("/panel/segments").await;
-    let row = format!("#segments tbody tr[data-name='warsaw readers or shoppers']");
+    let row = "#segments tbody tr[data-name='warsaw readers or shoppers']";
     assert_eq!(
         b.find(&format!("{row} td[data-count]"))
             .await
