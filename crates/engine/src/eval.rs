@@ -524,8 +524,15 @@ impl Index {
                         PayloadFilter::Props(_) => PROPS_EVENT_COST,
                         _ => 1,
                     };
-                    let events = prepared.stream.map_or(0, |s| s.len() as u64);
-                    if !early.is_empty() && left * SLOT_COST <= events * per_event {
+                    let (events, runs) = prepared.stream.map_or((0, 0), |s| {
+                        (
+                            s.events_in(prepared.lo, prepared.hi) as u64,
+                            s.runs() as u64,
+                        )
+                    });
+                    // A contact's lookup searches each run.
+                    let slot_cost = SLOT_COST * (1 + runs) / 2;
+                    if !early.is_empty() && left * slot_cost <= events * per_event {
                         acc = self.behaviour_within(&prepared, &acc);
                         left = acc.count();
                     } else {

@@ -275,10 +275,7 @@ impl Stream {
             for r in &runs {
                 let a = r.slot.partition_point(|&s| s < from);
                 let b = r.slot.partition_point(|&s| s < to);
-                let cols = r.slot[a..b]
-                    .iter()
-                    .zip(&r.ts[a..b])
-                    .zip(&r.payload[a..b]);
+                let cols = r.slot[a..b].iter().zip(&r.ts[a..b]).zip(&r.payload[a..b]);
                 for ((&s, &t), &p) in cols {
                     if let Some(c) = counts.get_mut(s.wrapping_sub(from) as usize) {
                         *c += u32::from(ok(t, p));

@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +53,8 @@ fn screenshots_dir() -> PathBuf {
 
 /// Ends chromedriver and the browser it started when the test ends, passed or not:
 /// chromedriver runs in a process group of its own, and the whole group is killed.
-struct Driver(Child);
+/// The browser profile directory goes with it.
+struct Driver(Child, Option<tempfile::TempDir>);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -62,6 +63,7 @@ impl Drop for Driver {
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
+        drop(self.1.take());
     }
 }
 
@@ -221,6 +223,8 @@ async fn start_browser() -> Option<(Driver, Client)> {
         return None;
     }
     let port = free_port();
+    let profile = tempfile::tempdir().unwrap();
+    let profile_dir = profile.path().display().to_string();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .process_group(0)
@@ -228,8 +232,7 @@ async fn start_browser() -> Option<(Driver, Client)> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let driver = Driver(child);
-    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver(child, Some(profile));
     let caps = json!({
         "goog:chromeOptions": {
             "binary": CHROMIUM,
@@ -237,7 +240,7 @@ async fn start_browser() -> Option<(Driver, Client)> {
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 "--disable-dev-shm-usage", "--window-size=1280,800",
-                format!("--user-data-dir={}", profile.path().display()),
+                format!("--user-data-dir={profile_dir}"),
             ],
         },
         "goog:loggingPrefs": {"browser": "ALL"},
@@ -261,8 +264,6 @@ async fn start_browser() -> Option<(Driver, Client)> {
             Err(e) => panic!("cannot start a chromedriver session: {e}"),
         }
     };
-    // The profile directory must outlive the browser: leak it to the end of the process.
-    std::mem::forget(profile);
     Some((driver, client))
 }
 
