@@ -1229,10 +1229,17 @@ async fn concurrent_writers_keep_every_constraint(ctx: Ctx) {
             .unwrap();
     }
     s.upsert_contacts(a.id, &[contact("seed")]).await.unwrap();
+    // A second instance on the same database: its own pool and its own migration run, as
+    // a second segmentd process has. Half the writers go through it.
+    let second = open(&ctx.url).await.unwrap();
 
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let s = s.clone();
+        let s = if w % 2 == 0 {
+            s.clone()
+        } else {
+            second.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let mut accepted = 0;
             let mut duplicates = 0;

@@ -177,33 +177,29 @@ fn zone_of(account: &Account) -> TimeZone {
     TimeZone::get(&account.time_zone).unwrap_or(TimeZone::UTC)
 }
 
-/// The segment's size per day. Until membership history is kept, the series is one
-/// point: today's total (in the account's time zone).
+/// The segment's size per day over the last 90 days: entries, exits and the total at
+/// the end of each day, from the membership change log (the API's daily history).
 pub async fn history(
     State(state): State<AppState>,
-    ApiSession(s): ApiSession,
+    session: ApiSession,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<HistoryPoint>>, ApiError> {
-    let id = parse_id(&id)?;
-    let account = &s.account;
-    if state.store.segment(account.id, id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no segment with id {id}")));
-    }
-    let now = state.clock.now();
-    let total = state
-        .evaluator
-        .counts(account, &[id], Some(now))
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(0);
-    let day = zone_of(account).to_datetime(now).date().to_string();
-    Ok(Json(vec![HistoryPoint {
-        day,
-        total,
-        added: 0,
-        removed: 0,
-    }]))
+    let query = HashMap::from([("days".to_owned(), "90".to_owned())]);
+    let Json(history) =
+        crate::api::membership::history(State(state), as_api(&session), Path(id), Query(query))
+            .await?;
+    Ok(Json(
+        history
+            .items
+            .into_iter()
+            .map(|d| HistoryPoint {
+                day: d.day,
+                total: d.total,
+                added: d.added,
+                removed: d.removed,
+            })
+            .collect(),
+    ))
 }
 
 /// Finds a contact by external id, else by e-mail address (any case).
