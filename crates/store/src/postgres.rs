@@ -34,6 +34,31 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// The account's contacts whose `column` is one of `values`, in no particular order.
+    async fn contacts_in<T>(
+        &self,
+        account: AccountId,
+        column: &'static str,
+        values: &[T],
+    ) -> Result<Vec<Contact>>
+    where
+        T: sqlx::Type<sqlx::Postgres> + Sync,
+        for<'a> &'a [T]: sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND {column} = ANY($2)"
+        )))
+        .bind(account)
+        .bind(values)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
     async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
         Ok(field_types(&self.fields(account).await?))
     }
@@ -649,21 +674,7 @@ impl Store for PostgresStore {
     }
 
     async fn contacts_by_ids(&self, account: AccountId, ids: &[ContactId]) -> Result<Vec<Contact>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let types = self.field_types(account).await?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND id = ANY($2)"
-        )))
-        .bind(account)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let found = rows
-            .into_iter()
-            .map(|r| r.decode(&types))
-            .collect::<Result<Vec<_>>>()?;
+        let found = self.contacts_in(account, "id", ids).await?;
         Ok(in_order(ids.iter().copied(), found, |c| c.id))
     }
 
@@ -672,21 +683,9 @@ impl Store for PostgresStore {
         account: AccountId,
         external_ids: &[String],
     ) -> Result<Vec<Contact>> {
-        if external_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let types = self.field_types(account).await?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE account_id = $1 AND external_id = ANY($2)"
-        )))
-        .bind(account)
-        .bind(external_ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let found = rows
-            .into_iter()
-            .map(|r| r.decode(&types))
-            .collect::<Result<Vec<_>>>()?;
+        let found = self
+            .contacts_in(account, "external_id", external_ids)
+            .await?;
         Ok(in_order(external_ids.iter().cloned(), found, |c| {
             c.external_id.clone()
         }))

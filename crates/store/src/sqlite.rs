@@ -58,6 +58,30 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// The account's contacts whose `column` is one of `values`, in no particular order.
+    /// One JSON array bind instead of one bind per value: no bind limit to chunk around.
+    async fn contacts_in<T: serde::Serialize>(
+        &self,
+        account: AccountId,
+        column: &'static str,
+        values: &[T],
+    ) -> Result<Vec<Contact>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types = self.field_types(account).await?;
+        let list = serde_json::to_string(values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts \
+             WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
+        )))
+        .bind(account)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -656,24 +680,7 @@ impl Store for SqliteStore {
     }
 
     async fn contacts_by_ids(&self, account: AccountId, ids: &[ContactId]) -> Result<Vec<Contact>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let types = self.field_types(account).await?;
-        // One JSON array bind instead of one bind per id: no bind limit to chunk around.
-        let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts \
-             WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        let found = rows
-            .into_iter()
-            .map(|r| r.decode(&types))
-            .collect::<Result<Vec<_>>>()?;
+        let found = self.contacts_in(account, "id", ids).await?;
         Ok(in_order(ids.iter().copied(), found, |c| c.id))
     }
 
@@ -682,24 +689,9 @@ impl Store for SqliteStore {
         account: AccountId,
         external_ids: &[String],
     ) -> Result<Vec<Contact>> {
-        if external_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let types = self.field_types(account).await?;
-        let list =
-            serde_json::to_string(external_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts \
-             WHERE account_id = ? AND external_id IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        let found = rows
-            .into_iter()
-            .map(|r| r.decode(&types))
-            .collect::<Result<Vec<_>>>()?;
+        let found = self
+            .contacts_in(account, "external_id", external_ids)
+            .await?;
         Ok(in_order(external_ids.iter().cloned(), found, |c| {
             c.external_id.clone()
         }))
