@@ -16,20 +16,9 @@ pub struct Explanation {
     pub tree: ExplainNode,
 }
 
-/// One node of the rule tree. Groups carry their children; leaves carry their canonical
-/// JSON (`Rule::to_json`); behaviour conditions also the number of matching events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExplainNode {
-    /// `all`, `any`, `not`, `field`, `behaviour` or `segment`.
-    pub kind: &'static str,
-    pub matched: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matching_events: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<ExplainNode>,
-}
+/// One node of the rule tree: the same type the reference evaluator's `explain` builds,
+/// so both answer in one JSON shape.
+pub use segmentd_rules::explain::ExplainNode;
 
 impl Index {
     /// Explains whether the live contact `contact` (store id) matches `rule` at `clock`;
