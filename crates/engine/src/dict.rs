@@ -132,7 +132,7 @@ impl Dict {
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
             + self.offs.capacity() * 4
-            + self.by_hash.capacity() * 13
+            + self.by_hash.capacity() * 17
             + self.collisions.capacity() * 40
     }
 }

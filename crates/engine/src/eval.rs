@@ -21,7 +21,9 @@ use crate::Index;
 use crate::bits::Bits;
 use crate::dict::{Dict, NONE};
 use crate::events::{Prop, Stream, TAG_ABSENT, TAG_BOOL, TAG_NUMBER, TAG_TEXT};
-use crate::fields::{Field, Stored, day_number, month_day};
+use crate::fields::{
+    Field, Stored, TextColumn, day_number, month_day, text_bytes_test, text_negated,
+};
 
 /// Below this many contacts, evaluation stays on one thread. (Debug builds, i.e. the
 /// property tests, take every path on small data.)
@@ -31,8 +33,16 @@ const PARALLEL_FROM: usize = if cfg!(debug_assertions) { 1 } else { 200_000 };
 /// and of one event of a whole-stream scan (a property filter: `PROPS_EVENT_COST`), in
 /// the same rough unit. `all` picks the cheaper way per behaviour condition. (Debug
 /// builds, i.e. the property tests, decide contact by contact whenever they can.)
-const SLOT_COST: u64 = if cfg!(debug_assertions) { 0 } else { 100 };
+const SLOT_COST: u64 = if cfg!(debug_assertions) { 0 } else { 40 };
 const PROPS_EVENT_COST: u64 = 2;
+
+/// Contacts decided one by one go on two threads from this many. (Debug builds, i.e. the
+/// property tests, split any set.)
+const PARALLEL_SLOTS: u64 = if cfg!(debug_assertions) { 2 } else { 4096 };
+
+/// An arena text op reads only the contacts an `all` left when they are fewer than one
+/// in this many (a random read each, against a sequential scan of every value).
+const TEXT_NARROW: u64 = 4;
 
 /// Whether `rule` refers to a saved segment anywhere.
 fn refers(rule: &Rule) -> bool {
@@ -387,13 +397,42 @@ impl Behaviour<'_> {
     pub fn count(&self, index: &Index, slot: u32) -> u64 {
         let mut n = 0;
         if let Some(s) = self.stream {
-            s.for_slot(slot, |t, p| {
+            s.for_slot_in(slot, self.lo, self.hi, |t, p| {
                 if self.lo <= t && t < self.hi && self.passes(index, p) {
                     n += 1;
                 }
             });
         }
         n
+    }
+
+    /// Whether `slot` matches: from the stream's all-time totals when they answer
+    /// exactly, else by counting its events.
+    pub fn decide_slot(&self, index: &Index, slot: u32) -> bool {
+        if let Some(t) = self.totals() {
+            return self.decide_count(u64::from(t.get(slot as usize).copied().unwrap_or(0)));
+        }
+        self.decide_count(self.count(index, slot))
+    }
+
+    /// The stream's per-slot totals, when they decide this condition: every event
+    /// counts (no filter, a window holding every event) and the thresholds are below the
+    /// saturation.
+    fn totals(&self) -> Option<&[u8]> {
+        if !matches!(self.filter, PayloadFilter::Any) {
+            return None;
+        }
+        let small = match self.occurrence {
+            Occurrence::Occurred {
+                min_count,
+                max_count,
+            } => min_count < u32::from(u8::MAX) && max_count.is_none_or(|m| m < u32::from(u8::MAX)),
+            Occurrence::NotOccurred => true,
+        };
+        if !small {
+            return None;
+        }
+        self.stream?.totals_in(self.lo, self.hi)
     }
 
     pub fn decide_count(&self, count: u64) -> bool {
@@ -506,12 +545,29 @@ impl Index {
                 // Fields, references and groups first; behaviour conditions last, so that
                 // when the other children leave few contacts, those are decided one by
                 // one (a short slice of their stream each) instead of scanning a stream.
+                // Text ops on arena columns (a scan of every value) likewise go after
+                // the cheap children, and read only the contacts those left when few.
                 let (late, early): (Vec<&Rule>, Vec<&Rule>) = children
                     .iter()
-                    .partition(|c| matches!(c, Rule::Behaviour(_)));
+                    .partition(|c| matches!(c, Rule::Behaviour(_)) || self.arena_text(c).is_some());
                 let mut acc = self.alive.clone();
                 for b in self.eval_children(&early, clock, refs, depth, par) {
                     acc.and_with(&b);
+                }
+                let n = self.alive.len() as u64;
+                for child in &late {
+                    let Some((col, op)) = self.arena_text(child) else {
+                        continue;
+                    };
+                    if cfg!(debug_assertions) || acc.count() * TEXT_NARROW < n {
+                        let test = text_bytes_test(op);
+                        let negated = text_negated(op);
+                        acc = self.within(&acc, par, |slot| {
+                            col.arena_bytes(slot).is_some_and(&test) != negated
+                        });
+                    } else {
+                        acc.and_with(&self.eval_node(child, clock, refs, depth, par));
+                    }
                 }
                 // Each behaviour condition that costs less decided per remaining contact
                 // (a block-index lookup each) than as a scan of its whole stream.
@@ -527,13 +583,13 @@ impl Index {
                     let (events, runs) = prepared.stream.map_or((0, 0), |s| {
                         (
                             s.events_in(prepared.lo, prepared.hi) as u64,
-                            s.runs() as u64,
+                            s.runs_in(prepared.lo, prepared.hi) as u64,
                         )
                     });
                     // A contact's lookup searches each run.
                     let slot_cost = SLOT_COST * (1 + runs) / 2;
                     if !early.is_empty() && left * slot_cost <= events * per_event {
-                        acc = self.behaviour_within(&prepared, &acc);
+                        acc = self.behaviour_within(&prepared, &acc, par);
                         left = acc.count();
                     } else {
                         scan.push(child);
@@ -572,6 +628,16 @@ impl Index {
                 b
             }
         }
+    }
+
+    /// The arena text column and op of a text condition on an arena column.
+    fn arena_text<'r>(&'r self, rule: &'r Rule) -> Option<(&'r TextColumn, &'r TextOp)> {
+        let Rule::Field(c) = rule else { return None };
+        let FieldTest::Text(op) = &c.test else {
+            return None;
+        };
+        let col = self.field(c)?.text.as_ref()?;
+        col.is_arena().then_some((col, op))
     }
 
     /// Each child's set, on two threads when allowed and worth it. A thread of its own
@@ -637,13 +703,45 @@ impl Index {
     }
 
     /// The contacts of `within` that match behaviour condition `b`, decided one by one.
-    fn behaviour_within(&self, prepared: &Behaviour<'_>, within: &Bits) -> Bits {
-        let mut out = Bits::new(self.alive.len());
-        for slot in within.iter() {
-            if prepared.decide_count(prepared.count(self, slot)) {
-                out.set(slot);
+    /// `par`: on two threads (each half of the slots) when they are many.
+    fn behaviour_within(&self, prepared: &Behaviour<'_>, within: &Bits, par: bool) -> Bits {
+        self.within(within, par, |slot| prepared.decide_slot(self, slot))
+    }
+
+    /// The slots of `within` passing `decide`; on two threads (each half of the slots)
+    /// when `par` and they are many.
+    fn within(&self, within: &Bits, par: bool, decide: impl Fn(u32) -> bool + Sync) -> Bits {
+        let n = self.alive.len();
+        let part = |from: u32, to: u32| {
+            let mut out = Bits::new(n);
+            for slot in within
+                .iter()
+                .skip_while(|&s| s < from)
+                .take_while(|&s| s < to)
+            {
+                if decide(slot) {
+                    out.set(slot);
+                }
             }
+            out
+        };
+        let count = within.count();
+        if !par || count < PARALLEL_SLOTS {
+            return part(0, u32::MAX);
         }
+        // Split at the middle member, so that both threads decide as many contacts.
+        let mid = within.iter().nth((count / 2) as usize).unwrap_or(u32::MAX);
+        let mut out = std::thread::scope(|scope| {
+            let high = scope.spawn(|| part(mid, u32::MAX));
+            let mut low = part(0, mid);
+            match high.join() {
+                Ok(h) => low.or_with(&h),
+                // The other thread failed (cannot happen short of a bug): redo its half.
+                Err(_) => low.or_with(&part(mid, u32::MAX)),
+            }
+            low
+        });
+        out.grow(n);
         out
     }
 
@@ -692,18 +790,10 @@ impl Index {
                 true
             }
             FieldTest::Text(op) => {
-                let col = field.and_then(|f| f.text.as_ref());
-                match col {
-                    None => {}
-                    Some(col) => {
-                        let t = text_codes(&col.dict, op);
-                        col.select_into(&t.codes, &mut out);
-                    }
+                if let Some(col) = field.and_then(|f| f.text.as_ref()) {
+                    col.select_positive(op, &mut out);
                 }
-                matches!(
-                    op,
-                    TextOp::NotEquals(_) | TextOp::NotContains(_) | TextOp::NotIn(_)
-                )
+                text_negated(op)
             }
             FieldTest::Number(op) => {
                 let negated = matches!(op, NumberOp::NotEquals(_));
@@ -713,16 +803,15 @@ impl Index {
                 };
                 if let Some(col) = field.and_then(|f| f.number.as_ref()) {
                     // Branch-free over the whole column, then keep the slots with a value.
-                    let v = &col.values;
                     match positive {
                         NumberOp::Equals(x) | NumberOp::NotEquals(x) => {
-                            out.fill_from(v, |v| v == x)
+                            col.fill(&mut out, |v| v == x)
                         }
-                        NumberOp::GreaterThan(x) => out.fill_from(v, |v| v > x),
-                        NumberOp::GreaterOrEqual(x) => out.fill_from(v, |v| v >= x),
-                        NumberOp::LessThan(x) => out.fill_from(v, |v| v < x),
-                        NumberOp::LessOrEqual(x) => out.fill_from(v, |v| v <= x),
-                        NumberOp::Between(lo, hi) => out.fill_from(v, |v| (lo <= v) & (v <= hi)),
+                        NumberOp::GreaterThan(x) => col.fill(&mut out, |v| v > x),
+                        NumberOp::GreaterOrEqual(x) => col.fill(&mut out, |v| v >= x),
+                        NumberOp::LessThan(x) => col.fill(&mut out, |v| v < x),
+                        NumberOp::LessOrEqual(x) => col.fill(&mut out, |v| v <= x),
+                        NumberOp::Between(lo, hi) => col.fill(&mut out, |v| (lo <= v) & (v <= hi)),
                     }
                     out.and_with(&col.has);
                 }
@@ -770,6 +859,18 @@ impl Index {
     fn behaviour_bits(&self, b: &BehaviourCondition, clock: &Clock, par: bool) -> Bits {
         let prepared = self.prepare_behaviour(b, clock, true);
         let n = self.alive.len();
+        if let Some(totals) = prepared.totals() {
+            let mut out = Bits::new(n);
+            out.fill_from(totals, |c| prepared.decide_count(u64::from(c)));
+            // Slots past the totals have no event.
+            if totals.len() < n && prepared.decide_count(0) {
+                for s in totals.len()..n {
+                    out.set(s as u32);
+                }
+            }
+            out.and_with(&self.alive);
+            return out;
+        }
         let mut counts = vec![0u32; n];
         if let Some(stream) = prepared.stream {
             let (lo, hi) = (prepared.lo, prepared.hi);
@@ -827,7 +928,7 @@ impl Index {
             Rule::Field(c) => self.decide_field(c, slot, clock),
             Rule::Behaviour(b) => {
                 let p = self.prepare_behaviour(b, clock, false);
-                p.decide_count(p.count(self, slot))
+                p.decide_slot(self, slot)
             }
             Rule::Segment(s) => self.in_segment(s.segment, slot, clock, refs, depth) == s.member,
         }

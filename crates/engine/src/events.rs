@@ -1,11 +1,14 @@
 //! Event timelines: one stream per kind (each system event kind, each custom event name,
 //! visits), so that a condition reads only the events of its kind.
 //!
-//! A stream is three columns (slot, timestamp in ms, payload) sorted by slot, so that a
-//! whole-account count is one linear pass and one contact's events are a short slice
-//! found through a small block index; recent events wait in an append tail (by slot)
-//! until it is merged in. Payloads: a campaign code (system events), a lowercased URL
-//! code (visits), a property record (custom events).
+//! A stream is a few time runs, each three columns (slot, timestamp in ms as a 32-bit
+//! offset from the run's earliest, payload) sorted by slot, so that a whole-account count
+//! is one linear pass over the runs its window overlaps and one contact's events are a
+//! short slice found through a small group index (slot / 64 → first entry); recent
+//! events wait in an append tail (by slot) until it is merged, linearly, into the runs
+//! (re-cut by time once a day of new timestamps). Dense streams also keep a saturating
+//! per-slot total, so that all-time counts need no scan. Payloads: a campaign code
+//! (system events), a lowercased URL code (visits), a property record (custom events).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,9 +20,6 @@ use crate::dict::{Dict, NONE};
 /// Streams shorter than this are scanned on one thread. (Debug builds, i.e. the
 /// property tests, split any stream.)
 const PARALLEL_EVENTS: usize = if cfg!(debug_assertions) { 2 } else { 500_000 };
-
-/// Entries per block of the block index.
-const BLOCK: usize = 64;
 
 /// A multiplicative hash for slot keys (SipHash costs more than the lookup it serves).
 #[derive(Default)]
@@ -49,14 +49,64 @@ struct TailEntry {
 
 const NO_NEXT: u32 = u32::MAX;
 
+/// A run's timestamps (ms): offsets from its earliest one when its span fits 32 bits
+/// (4 bytes an event), else whole.
+#[derive(Debug, Clone)]
+enum Times {
+    Narrow { base: i64, off: Vec<u32> },
+    Wide(Vec<i64>),
+}
+
+impl Default for Times {
+    fn default() -> Self {
+        Times::Wide(Vec::new())
+    }
+}
+
+impl Times {
+    fn new(ts: &[i64], min: i64, max: i64) -> Times {
+        if !ts.is_empty()
+            && max
+                .checked_sub(min)
+                .is_some_and(|d| d <= i64::from(u32::MAX))
+        {
+            Times::Narrow {
+                base: min,
+                off: ts.iter().map(|&t| (t - min) as u32).collect(),
+            }
+        } else {
+            Times::Wide(ts.to_vec())
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Times::Narrow { base, off } => base + i64::from(off[i]),
+            Times::Wide(ts) => ts[i],
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Times::Narrow { off, .. } => off.capacity() * 4,
+            Times::Wide(ts) => ts.capacity() * 8,
+        }
+    }
+}
+
+/// Slots per group of the group index.
+const GROUP_SHIFT: u32 = 6;
+
 /// One time range of a stream's merged events, sorted by (slot, timestamp, payload).
 #[derive(Debug, Clone, Default)]
 struct Run {
     slot: Vec<u32>,
-    ts: Vec<i64>,
+    ts: Times,
     payload: Vec<u32>,
-    /// The first slot of each block of `BLOCK` entries.
-    block_first: Vec<u32>,
+    /// `group_start[g]`: the first entry whose slot is at least `g << GROUP_SHIFT` (one
+    /// more group than the last slot's, ending at the run's length).
+    group_start: Vec<u32>,
     /// The run's earliest and latest timestamps.
     min_ts: i64,
     max_ts: i64,
@@ -64,14 +114,67 @@ struct Run {
 
 impl Run {
     fn from_sorted(entries: &[(u32, i64, u32)]) -> Run {
-        Run {
-            slot: entries.iter().map(|e| e.0).collect(),
-            ts: entries.iter().map(|e| e.1).collect(),
-            payload: entries.iter().map(|e| e.2).collect(),
-            block_first: entries.iter().step_by(BLOCK).map(|e| e.0).collect(),
-            min_ts: entries.iter().map(|e| e.1).min().unwrap_or(i64::MAX),
-            max_ts: entries.iter().map(|e| e.1).max().unwrap_or(i64::MIN),
+        let ts: Vec<i64> = entries.iter().map(|e| e.1).collect();
+        Run::from_columns(
+            entries.iter().map(|e| e.0).collect(),
+            &ts,
+            entries.iter().map(|e| e.2).collect(),
+        )
+    }
+
+    fn from_columns(slot: Vec<u32>, ts: &[i64], payload: Vec<u32>) -> Run {
+        let min_ts = ts.iter().copied().min().unwrap_or(i64::MAX);
+        let max_ts = ts.iter().copied().max().unwrap_or(i64::MIN);
+        let groups = slot.last().map_or(0, |&s| (s >> GROUP_SHIFT) as usize + 2);
+        let mut group_start = Vec::with_capacity(groups);
+        let mut at = 0usize;
+        for g in 0..groups {
+            let first = (g as u64) << GROUP_SHIFT;
+            while at < slot.len() && u64::from(slot[at]) < first {
+                at += 1;
+            }
+            group_start.push(at as u32);
         }
+        Run {
+            ts: Times::new(ts, min_ts, max_ts),
+            slot,
+            payload,
+            group_start,
+            min_ts,
+            max_ts,
+        }
+    }
+
+    /// This run merged with `piece` (sorted the same way), in one linear pass.
+    fn merged(&self, piece: &[(u32, i64, u32)]) -> Run {
+        let n = self.slot.len() + piece.len();
+        let mut slot = Vec::with_capacity(n);
+        let mut ts = Vec::with_capacity(n);
+        let mut payload = Vec::with_capacity(n);
+        let mut i = 0;
+        for &(s, t, p) in piece {
+            while i < self.slot.len()
+                && (self.slot[i], self.ts.get(i), self.payload[i]) <= (s, t, p)
+            {
+                slot.push(self.slot[i]);
+                ts.push(self.ts.get(i));
+                payload.push(self.payload[i]);
+                i += 1;
+            }
+            slot.push(s);
+            ts.push(t);
+            payload.push(p);
+        }
+        for j in i..self.slot.len() {
+            slot.push(self.slot[j]);
+            ts.push(self.ts.get(j));
+            payload.push(self.payload[j]);
+        }
+        Run::from_columns(slot, &ts, payload)
+    }
+
+    fn len(&self) -> usize {
+        self.slot.len()
     }
 
     /// Whether the run may hold events with `lo <= ts < hi`.
@@ -81,26 +184,87 @@ impl Run {
 
     /// The range of `slot`'s events.
     fn range(&self, slot: u32) -> std::ops::Range<usize> {
-        // The first block whose first slot is >= `slot`; the run may start in the block
-        // before it.
-        let b = self.block_first.partition_point(|&f| f < slot);
-        let mut start = b.saturating_sub(1) * BLOCK;
-        let end_limit = ((b + 1) * BLOCK).min(self.slot.len());
-        while start < end_limit && self.slot[start] < slot {
-            start += 1;
-        }
+        let g = (slot >> GROUP_SHIFT) as usize;
+        let (Some(&a), Some(&b)) = (self.group_start.get(g), self.group_start.get(g + 1)) else {
+            return 0..0;
+        };
+        let (a, b) = (a as usize, b as usize);
+        let start = a + self.slot[a..b].partition_point(|&s| s < slot);
         let mut end = start;
-        while end < self.slot.len() && self.slot[end] == slot {
+        while end < b && self.slot[end] == slot {
             end += 1;
         }
         start..end
     }
 
+    /// Adds to `counts[s - from]` the events of slots `[from, to)` with `lo <= ts < hi`
+    /// that pass `pass(payload)`.
+    fn tally<const CHEAP: bool>(
+        &self,
+        lo: i64,
+        hi: i64,
+        pass: &impl Fn(u32) -> bool,
+        counts: &mut [u32],
+        from: u32,
+        to: u32,
+    ) {
+        let a = self.slot.partition_point(|&s| s < from);
+        let b = self.slot.partition_point(|&s| s < to);
+        match &self.ts {
+            Times::Narrow { base, off } => {
+                // The window relative to `base`, clamped to the offsets' range.
+                let rel = |x: i64| x.saturating_sub(*base).clamp(0, 1 << 32);
+                tally::<CHEAP, u32>(
+                    &self.slot[a..b],
+                    &off[a..b],
+                    &self.payload[a..b],
+                    rel(lo),
+                    rel(hi),
+                    pass,
+                    counts,
+                    from,
+                )
+            }
+            Times::Wide(ts) => tally::<CHEAP, i64>(
+                &self.slot[a..b],
+                &ts[a..b],
+                &self.payload[a..b],
+                lo,
+                hi,
+                pass,
+                counts,
+                from,
+            ),
+        }
+    }
+
     fn heap_bytes(&self) -> usize {
         self.slot.capacity() * 4
-            + self.ts.capacity() * 8
+            + self.ts.heap_bytes()
             + self.payload.capacity() * 4
-            + self.block_first.capacity() * 4
+            + self.group_start.capacity() * 4
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn tally<const CHEAP: bool, T: Copy + Into<i64>>(
+    slots: &[u32],
+    ts: &[T],
+    payloads: &[u32],
+    lo: i64,
+    hi: i64,
+    pass: &impl Fn(u32) -> bool,
+    counts: &mut [u32],
+    from: u32,
+) {
+    for ((&s, &t), &p) in slots.iter().zip(ts).zip(payloads) {
+        let t: i64 = t.into();
+        let w = (lo <= t) & (t < hi);
+        let ok = if CHEAP { w & pass(p) } else { w && pass(p) };
+        if let Some(c) = counts.get_mut(s.wrapping_sub(from) as usize) {
+            *c += u32::from(ok);
+        }
     }
 }
 
@@ -109,6 +273,9 @@ impl Run {
 const RUN_CUTS_DAYS: [i64; 4] = [63, 31, 15, 8];
 const DAY_MS: i64 = 86_400_000;
 
+/// How far the latest timestamp moves before the runs are re-cut.
+const RECUT_MS: i64 = DAY_MS;
+
 /// Tail entries that trigger a merge (at least; else a sixteenth of the stream).
 const TAIL_MIN: usize = if cfg!(debug_assertions) { 3 } else { 4096 };
 
@@ -116,7 +283,12 @@ const TAIL_MIN: usize = if cfg!(debug_assertions) { 3 } else { 4096 };
 /// windowed count reads only the runs its window overlaps, plus an append tail.
 #[derive(Debug, Clone)]
 pub struct Stream {
+    /// One run per time range of `cuts` (some maybe empty).
     runs: Vec<Run>,
+    /// Run `k` holds `cuts[k - 1] <= ts < cuts[k]`, cut from `recut_at`, the latest
+    /// timestamp when the runs were last re-cut; merges add to the runs in place.
+    cuts: Vec<i64>,
+    recut_at: i64,
     /// Recent events in arrival order, each linked to the slot's next one (`NO_NEXT`
     /// ends a chain): no allocation per slot.
     tail: Vec<TailEntry>,
@@ -124,6 +296,11 @@ pub struct Stream {
     tail_heads: HashMap<u32, (u32, u32), BuildHasherDefault<SlotHasher>>,
     /// The latest timestamp ever added (`i64::MIN` when empty).
     pub max_ts: i64,
+    /// The earliest timestamp ever added (`i64::MAX` when empty).
+    min_ts: i64,
+    /// Per slot: its number of events, saturating at `u8::MAX` (kept once the stream is
+    /// dense enough to pay for a byte per slot): all-time counts with no scan.
+    totals: Option<Vec<u8>>,
     /// Custom event properties (payloads are their record ids).
     pub props: PropColumns,
 }
@@ -132,9 +309,13 @@ impl Default for Stream {
     fn default() -> Self {
         Stream {
             runs: Vec::new(),
+            cuts: Vec::new(),
+            recut_at: i64::MIN,
+            totals: None,
             tail: Vec::new(),
             tail_heads: HashMap::default(),
             max_ts: i64::MIN,
+            min_ts: i64::MAX,
             props: PropColumns::default(),
         }
     }
@@ -142,16 +323,17 @@ impl Default for Stream {
 
 impl Stream {
     fn merged_len(&self) -> usize {
-        self.runs.iter().map(|r| r.slot.len()).sum()
+        self.runs.iter().map(Run::len).sum()
     }
 
     pub fn len(&self) -> usize {
         self.merged_len() + self.tail.len()
     }
 
-    /// Merged runs (the cost of one contact's lookup grows with them).
-    pub fn runs(&self) -> usize {
-        self.runs.len()
+    /// Merged runs that may hold events with `lo <= ts < hi` (the cost of one contact's
+    /// lookup grows with them).
+    pub fn runs_in(&self, lo: i64, hi: i64) -> usize {
+        self.runs.iter().filter(|r| r.overlaps(lo, hi)).count()
     }
 
     /// Events a count over `[lo, hi)` reads.
@@ -184,12 +366,21 @@ impl Stream {
             }
         }
         self.max_ts = self.max_ts.max(ts);
+        self.min_ts = self.min_ts.min(ts);
+        if let Some(t) = &mut self.totals {
+            if t.len() <= slot as usize {
+                t.resize(slot as usize + 1, 0);
+            }
+            t[slot as usize] = t[slot as usize].saturating_add(1);
+        }
         if self.tail.len() > TAIL_MIN.max(self.merged_len() / 16) {
             self.compact();
         }
     }
 
-    /// Merges the tail into the runs, re-cut by time from the latest timestamp.
+    /// Merges the tail into the runs: in place, one linear merge per run it adds to;
+    /// the runs are re-cut by time from the latest timestamp once that moved on by
+    /// `RECUT_MS` (or on the first merge).
     pub fn compact(&mut self) {
         if self.tail.is_empty() {
             return;
@@ -202,6 +393,21 @@ impl Stream {
         self.tail.clear();
         self.tail_heads.clear();
         tail.sort_unstable();
+        let recut = self.runs.len() != RUN_CUTS_DAYS.len() + 1
+            || self.max_ts.saturating_sub(self.recut_at) > RECUT_MS;
+        if !recut {
+            let cuts = &self.cuts;
+            let bucket = |t: i64| cuts.partition_point(|&c| c <= t);
+            for (k, run) in self.runs.iter_mut().enumerate() {
+                let piece: Vec<(u32, i64, u32)> =
+                    tail.iter().copied().filter(|e| bucket(e.1) == k).collect();
+                if !piece.is_empty() {
+                    *run = run.merged(&piece);
+                }
+            }
+            self.maybe_total();
+            return;
+        }
         // Run `k` holds `cuts[k - 1] <= ts < cuts[k]`.
         let cuts: Vec<i64> = RUN_CUTS_DAYS
             .iter()
@@ -210,37 +416,73 @@ impl Stream {
         let bucket = |t: i64| cuts.partition_point(|&c| c <= t);
         let old = std::mem::take(&mut self.runs);
         for k in 0..=cuts.len() {
-            let (lo, hi) = (
-                if k == 0 { i64::MIN } else { cuts[k - 1] },
-                cuts.get(k).copied().unwrap_or(i64::MAX),
-            );
             // Sorted pieces, one after the other: a stable sort merges them as runs.
             let mut entries: Vec<(u32, i64, u32)> = Vec::new();
             for r in &old {
-                if !r.overlaps(lo, hi) {
-                    continue;
-                }
                 for i in 0..r.slot.len() {
-                    let t = r.ts[i];
-                    if lo <= t && (t < hi || k == cuts.len()) {
+                    let t = r.ts.get(i);
+                    if bucket(t) == k {
                         entries.push((r.slot[i], t, r.payload[i]));
                     }
                 }
             }
             entries.extend(tail.iter().filter(|e| bucket(e.1) == k));
-            if entries.is_empty() {
-                continue;
-            }
             entries.sort();
             self.runs.push(Run::from_sorted(&entries));
         }
+        self.cuts = cuts;
+        self.recut_at = self.max_ts;
+        self.maybe_total();
     }
 
-    /// Calls `f(ts, payload)` for each event of `slot`.
-    pub fn for_slot(&self, slot: u32, mut f: impl FnMut(i64, u32)) {
-        for r in &self.runs {
+    /// Starts keeping per-slot totals once the stream has at least one event per two
+    /// slots it reaches.
+    fn maybe_total(&mut self) {
+        if self.totals.is_some() {
+            return;
+        }
+        let slots = self
+            .runs
+            .iter()
+            .filter_map(|r| r.slot.last())
+            .chain(self.tail.iter().map(|e| &e.slot))
+            .max()
+            .map_or(0, |&s| s as usize + 1);
+        if slots == 0 || self.len() * 2 < slots {
+            return;
+        }
+        let mut t = vec![0u8; slots];
+        for &s in self.runs.iter().flat_map(|r| &r.slot) {
+            t[s as usize] = t[s as usize].saturating_add(1);
+        }
+        for e in &self.tail {
+            t[e.slot as usize] = t[e.slot as usize].saturating_add(1);
+        }
+        self.totals = Some(t);
+    }
+
+    /// Per-slot all-time totals (saturating at `u8::MAX`) when kept and when every event
+    /// falls in `[lo, hi)`.
+    pub fn totals_in(&self, lo: i64, hi: i64) -> Option<&[u8]> {
+        let all = lo <= self.min_ts && self.max_ts < hi;
+        if all { self.totals.as_deref() } else { None }
+    }
+
+    /// Gives back the tail's spare capacity (when idle).
+    fn release(&mut self) {
+        if self.tail.is_empty() {
+            self.tail = Vec::new();
+            self.tail_heads = HashMap::default();
+        }
+        self.props.shrink();
+    }
+
+    /// Calls `f(ts, payload)` for each event of `slot`, at least those with
+    /// `lo <= ts < hi` (runs outside that range are not read).
+    pub fn for_slot_in(&self, slot: u32, lo: i64, hi: i64, mut f: impl FnMut(i64, u32)) {
+        for r in self.runs.iter().filter(|r| r.overlaps(lo, hi)) {
             for i in r.range(slot) {
-                f(r.ts[i], r.payload[i]);
+                f(r.ts.get(i), r.payload[i]);
             }
         }
         if let Some(&(first, _)) = self.tail_heads.get(&slot) {
@@ -273,14 +515,7 @@ impl Stream {
         // Each run's entries of slots `[from, to)` into `counts` (which starts at `from`).
         let base = |counts: &mut [u32], from: u32, to: u32| {
             for r in &runs {
-                let a = r.slot.partition_point(|&s| s < from);
-                let b = r.slot.partition_point(|&s| s < to);
-                let cols = r.slot[a..b].iter().zip(&r.ts[a..b]).zip(&r.payload[a..b]);
-                for ((&s, &t), &p) in cols {
-                    if let Some(c) = counts.get_mut(s.wrapping_sub(from) as usize) {
-                        *c += u32::from(ok(t, p));
-                    }
-                }
+                r.tally::<CHEAP>(lo, hi, &pass, counts, from, to);
             }
         };
         let scanned: usize = runs.iter().map(|r| r.slot.len()).sum();
@@ -306,6 +541,7 @@ impl Stream {
 
     pub fn heap_bytes(&self) -> usize {
         self.runs.iter().map(Run::heap_bytes).sum::<usize>()
+            + self.totals.as_ref().map_or(0, Vec::capacity)
             + self.tail.capacity() * std::mem::size_of::<TailEntry>()
             + self.tail_heads.capacity() * 13
             + self.props.heap_bytes()
@@ -568,6 +804,15 @@ impl PropColumn {
         }
     }
 
+    fn shrink(&mut self) {
+        if let Some(r) = &mut self.recs {
+            r.shrink_to_fit();
+        }
+        self.tags.shrink_to_fit();
+        self.nums.shrink_to_fit();
+        self.codes.shrink_to_fit();
+    }
+
     fn heap_bytes(&self) -> usize {
         self.recs.as_ref().map_or(0, |r| r.capacity() * 4)
             + self.tags.capacity()
@@ -629,6 +874,12 @@ impl PropColumns {
         }
     }
 
+    fn shrink(&mut self) {
+        for c in self.cols.values_mut() {
+            c.shrink();
+        }
+    }
+
     pub fn column(&self, path: u32) -> Option<&PropColumn> {
         self.cols.get(&path)
     }
@@ -679,6 +930,17 @@ impl Events {
             s.compact();
         }
         self.visits.compact();
+    }
+
+    /// Gives back spare capacity after a compaction (when idle).
+    pub fn release(&mut self) {
+        for s in &mut self.system {
+            s.release();
+        }
+        for s in self.custom.values_mut() {
+            s.release();
+        }
+        self.visits.release();
     }
 
     pub fn len(&self) -> usize {
@@ -765,6 +1027,73 @@ mod tests {
                     };
                     assert_eq!(mask[r] != 0, want, "record {r}");
                 }
+            }
+        }
+    }
+    /// Streams read back every pushed event, per slot and counted in windows, whatever
+    /// the runs' layout (narrow or wide timestamps, merged in place or re-cut).
+    #[test]
+    fn streams_count_what_was_pushed_across_merges_and_recuts() {
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            state >> 33
+        };
+        for spread_days in [3i64, 200, 40_000] {
+            let mut stream = Stream::default();
+            let mut model: Vec<(u32, i64, u32)> = Vec::new();
+            let base = 1_700_000_000_000i64;
+            for i in 0..3000u64 {
+                let slot = (next() % 97) as u32;
+                // Time mostly moves forward, with stragglers.
+                let drift = (i as i64) * spread_days * DAY_MS / 3000;
+                let ts = base + drift - (next() as i64 % (spread_days * DAY_MS / 4 + 1));
+                let payload = (next() % 5) as u32;
+                stream.push(slot, ts, payload);
+                model.push((slot, ts, payload));
+                if i % 700 == 0 {
+                    stream.compact();
+                }
+            }
+            for slot in 0..100u32 {
+                let mut got = Vec::new();
+                stream.for_slot_in(slot, i64::MIN, i64::MAX, |t, p| got.push((t, p)));
+                let mut want: Vec<(i64, u32)> = model
+                    .iter()
+                    .filter(|e| e.0 == slot)
+                    .map(|e| (e.1, e.2))
+                    .collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "slot {slot}");
+            }
+            let totals = stream.totals_in(i64::MIN, i64::MAX);
+            assert!(totals.is_some());
+            for (slot, &t) in totals.unwrap_or(&[]).iter().enumerate() {
+                let n = model.iter().filter(|e| e.0 as usize == slot).count();
+                assert_eq!(usize::from(t), n.min(255), "total of {slot}");
+            }
+            let (min, max) = (
+                model.iter().map(|e| e.1).min().unwrap_or(0),
+                model.iter().map(|e| e.1).max().unwrap_or(0),
+            );
+            for (lo, hi) in [
+                (i64::MIN, i64::MAX),
+                (min, max),
+                (max - 2 * DAY_MS, max + 1),
+                (min + (max - min) / 3, min + (max - min) / 2),
+            ] {
+                let mut counts = vec![0u32; 100];
+                stream.count_into::<true, _>(lo, hi, |p| p != 3, &mut counts, true);
+                let mut want = vec![0u32; 100];
+                for e in &model {
+                    if lo <= e.1 && e.1 < hi && e.2 != 3 {
+                        want[e.0 as usize] += 1;
+                    }
+                }
+                assert_eq!(counts, want, "window {lo}..{hi}");
             }
         }
     }

@@ -4,8 +4,9 @@
 //! - Contacts get dense `u32` slots in arrival order; the caller names them by the
 //!   store's `i64` id. A deleted contact leaves a hole cleared from `alive`.
 //! - Field values are columns ([`fields`]): text dictionary-encoded on the lowercased
-//!   value with a posting per distinct value, numbers, day numbers, boolean bit sets.
-//! - Events are streams per kind, sorted by slot ([`events`]).
+//!   value with a posting per distinct value (email and phone, near-unique, in a per-slot
+//!   byte arena instead), numbers (`f32` while exact), day numbers, boolean bit sets.
+//! - Events are streams per kind, sorted by slot in time runs ([`events`]).
 //! - Saved segments keep a membership bitmap; a write re-decides only the contacts it
 //!   touched for only the segments that read what it changed, in dependency order, and
 //!   returns the [`MembershipChange`]s. Time moves membership too: [`Index::refresh`]
@@ -23,7 +24,7 @@ mod fields;
 mod order;
 mod segments;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use roaring::RoaringBitmap;
 use segmentd_rules::rule::{FieldRef, Rule, SegmentId};
@@ -32,11 +33,16 @@ use segmentd_rules::{Clock, ContactData, CustomEvent, FieldValue, SystemEvent, V
 pub use bits::Bits;
 pub use explain::{ExplainNode, Explanation};
 
+use crate::dict::Dict;
 use crate::eval::{Refs, ms_floor};
 use crate::events::Events;
 use crate::fields::{Field, Stored, day_number};
 use crate::order::ExternalOrder;
 use crate::segments::{Segments, StreamKey};
+
+/// Out-of-order store ids wait in a map until this many (or an eighth of the sorted
+/// ones) are merged into the sorted ids. (Debug builds, i.e. the tests, merge often.)
+const ID_MERGE_MIN: usize = if cfg!(debug_assertions) { 2 } else { 1024 };
 
 /// One contact entering (`entered: true`) or leaving a saved segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -108,13 +114,21 @@ pub struct Index {
     clock: Clock,
     /// Slot → store id.
     store_ids: Vec<i64>,
-    by_store: HashMap<i64, u32>,
+    /// `store_ids[..ascending]` is strictly increasing: store id → slot by a guess
+    /// (dense ids) or a binary search, with no map. Later slots whose id does not extend
+    /// that run (e.g. contacts loaded in external-id order) are found in `sorted`
+    /// (store ids with their slots, by id: 12 bytes a contact) or, until the next merge
+    /// into it, in `overflow`. Deleted contacts stay until that merge (`alive` tells).
+    ascending: usize,
+    sorted_ids: Vec<i64>,
+    sorted_slots: Vec<u32>,
+    overflow: HashMap<i64, u32>,
     pub(crate) alive: Bits,
     order: ExternalOrder,
     pub(crate) fields: HashMap<FieldRef, Field>,
     pub(crate) events: Events,
     /// Client ids of stored events: "the first one stays".
-    seen_event_ids: HashSet<Box<str>>,
+    seen_event_ids: Dict,
     pub(crate) segments: Segments,
 }
 
@@ -125,12 +139,15 @@ impl Index {
         Index {
             clock,
             store_ids: Vec::new(),
-            by_store: HashMap::new(),
+            ascending: 0,
+            sorted_ids: Vec::new(),
+            sorted_slots: Vec::new(),
+            overflow: HashMap::new(),
             alive: Bits::new(0),
             order: ExternalOrder::default(),
             fields: HashMap::new(),
             events: Events::new(),
-            seen_event_ids: HashSet::new(),
+            seen_event_ids: Dict::default(),
             segments: Segments::default(),
         }
     }
@@ -152,7 +169,50 @@ impl Index {
 
     /// The dense id of a live contact.
     pub fn slot_of(&self, contact: i64) -> Option<u32> {
-        self.by_store.get(&contact).copied()
+        let ids = &self.store_ids[..self.ascending];
+        let live = |i: usize| (ids[i] == contact && self.alive.get(i as u32)).then_some(i as u32);
+        if let Some(&first) = ids.first() {
+            // Dense ids: the slot is the distance from the first one.
+            let guess = contact.wrapping_sub(first);
+            if (0..ids.len() as i64).contains(&guess)
+                && let Some(s) = live(guess as usize)
+            {
+                return Some(s);
+            }
+            if let Ok(i) = ids.binary_search(&contact)
+                && let Some(s) = live(i)
+            {
+                return Some(s);
+            }
+        }
+        if let Ok(i) = self.sorted_ids.binary_search(&contact) {
+            let s = self.sorted_slots[i];
+            if self.alive.get(s) {
+                return Some(s);
+            }
+        }
+        self.overflow.get(&contact).copied()
+    }
+
+    /// Moves `overflow` into the sorted ids (dropping deleted contacts) once it is large.
+    fn maybe_merge_ids(&mut self, force: bool) {
+        let len = self.overflow.len();
+        if len == 0 || (!force && len <= ID_MERGE_MIN.max(self.sorted_ids.len() / 8)) {
+            return;
+        }
+        let mut pairs: Vec<(i64, u32)> = Vec::with_capacity(self.sorted_ids.len() + len);
+        pairs.extend(
+            self.sorted_ids
+                .iter()
+                .copied()
+                .zip(self.sorted_slots.iter().copied())
+                .filter(|&(_, s)| self.alive.get(s)),
+        );
+        pairs.extend(self.overflow.drain());
+        pairs.sort_unstable();
+        self.overflow = HashMap::new();
+        self.sorted_ids = pairs.iter().map(|p| p.0).collect();
+        self.sorted_slots = pairs.iter().map(|p| p.1).collect();
     }
 
     /// The store id of a dense id.
@@ -252,12 +312,19 @@ impl Index {
         external_id: &str,
         values: &ContactValues,
     ) -> Vec<MembershipChange> {
-        let (slot, created) = match self.by_store.get(&contact) {
-            Some(&slot) => (slot, false),
+        let (slot, created) = match self.slot_of(contact) {
+            Some(slot) => (slot, false),
             None => {
                 let slot = self.store_ids.len() as u32;
+                let extends = self.ascending == self.store_ids.len()
+                    && self.store_ids.last().is_none_or(|&l| l < contact);
                 self.store_ids.push(contact);
-                self.by_store.insert(contact, slot);
+                if extends {
+                    self.ascending += 1;
+                } else {
+                    self.overflow.insert(contact, slot);
+                    self.maybe_merge_ids(false);
+                }
                 self.alive.set(slot);
                 (slot, true)
             }
@@ -283,7 +350,10 @@ impl Index {
             }
         }
         for (key, value) in wanted {
-            let field = self.fields.entry(key.clone()).or_default();
+            let field = self
+                .fields
+                .entry(key.clone())
+                .or_insert_with(|| Field::new(&key));
             if !same_value(field.get(slot), &value) {
                 field.set(slot, &value);
                 changed.push(key);
@@ -300,9 +370,10 @@ impl Index {
 
     /// Deletes a contact: it leaves every segment.
     pub fn delete_contact(&mut self, contact: i64) -> Vec<MembershipChange> {
-        let Some(slot) = self.by_store.remove(&contact) else {
+        let Some(slot) = self.slot_of(contact) else {
             return Vec::new();
         };
+        self.overflow.remove(&contact);
         self.alive.clear(slot);
         self.order.remove(slot);
         for field in self.fields.values_mut() {
@@ -333,7 +404,7 @@ impl Index {
         // (slot, stream) pairs read by some saved segment.
         let mut touched: Vec<(u32, StreamKey)> = Vec::new();
         for (contact, event) in events {
-            let Some(&slot) = self.by_store.get(&contact) else {
+            let Some(slot) = self.slot_of(contact) else {
                 continue;
             };
             let id = match event {
@@ -341,10 +412,12 @@ impl Index {
                 Event::Custom(e) => e.id.as_deref(),
                 Event::Visit(v) => v.id.as_deref(),
             };
-            if let Some(id) = id
-                && !self.seen_event_ids.insert(id.into())
-            {
-                continue;
+            if let Some(id) = id {
+                let known = self.seen_event_ids.len();
+                self.seen_event_ids.intern(id);
+                if self.seen_event_ids.len() == known {
+                    continue;
+                }
             }
             let key = match event {
                 Event::System(e) => {
@@ -459,16 +532,23 @@ impl Index {
     pub fn compact(&mut self) {
         self.events.compact();
         self.order.compact(&self.alive);
+        for f in self.fields.values_mut() {
+            f.shrink();
+        }
+        self.store_ids.shrink_to_fit();
+        self.maybe_merge_ids(true);
+        self.events.release();
     }
 
     /// Heap bytes held by the index.
     pub fn memory(&self) -> MemoryReport {
         let contacts = self.store_ids.capacity() * 8
-            + self.by_store.capacity() * 13
+            + self.sorted_ids.capacity() * 8
+            + self.sorted_slots.capacity() * 4
+            + self.overflow.capacity() * 17
             + self.alive.heap_bytes()
             + self.order.heap_bytes()
-            + self.seen_event_ids.capacity() * 17
-            + self.seen_event_ids.iter().map(|s| s.len()).sum::<usize>();
+            + self.seen_event_ids.heap_bytes();
         let fields = self.fields.values().map(Field::heap_bytes).sum::<usize>();
         let events = self.events.heap_bytes();
         let segments = self.segments.heap_bytes();
@@ -565,5 +645,51 @@ fn same_value(old: Option<Stored<'_>>, new: &FieldValue) -> bool {
         (Some(Stored::Date(a)), FieldValue::Date(b)) => a == day_number(*b),
         (Some(Stored::Boolean(a)), FieldValue::Boolean(b)) => a == *b,
         (Some(_), _) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Store ids in any order, deleted and created again, map to their live slots.
+    #[test]
+    fn store_ids_in_any_order_find_their_slots() {
+        let clock = Clock::new(jiff::Timestamp::UNIX_EPOCH, &jiff::tz::TimeZone::UTC);
+        let mut index = Index::new(clock);
+        let mut live: HashMap<i64, u32> = HashMap::new();
+        let mut state = 5u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            state >> 33
+        };
+        let values = ContactValues::default();
+        for round in 0..3000 {
+            // Ascending at first, then in any order.
+            let id = if round < 300 {
+                round * 3
+            } else {
+                (next() % 5000) as i64
+            };
+            if next() % 5 == 0 {
+                index.delete_contact(id);
+                live.remove(&id);
+            } else {
+                index.upsert_contact(id, "x", &values);
+                let slot = (index.store_ids.len() - 1) as u32;
+                live.entry(id).or_insert(slot);
+            }
+            if round % 500 == 0 {
+                index.compact();
+            }
+            if round % 97 == 0 {
+                for probe in 0..5000 {
+                    assert_eq!(index.slot_of(probe), live.get(&probe).copied(), "{probe}");
+                }
+            }
+        }
+        assert_eq!(index.contact_count(), live.len() as u64);
     }
 }

@@ -431,22 +431,16 @@ impl Evaluator for EngineEvaluator {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let contacts = self
-            .store
-            .contacts_by_external_ids(account.id, &names)
-            .await?;
-        let by_external: HashMap<&str, ContactId> = contacts
+        // Only ids are needed here: no need to read and decode whole contacts.
+        let by_external = self.store.contact_ids(account.id, &names).await?;
+        let known = by_external
             .iter()
-            .map(|c| (c.external_id.as_str(), c.id))
-            .collect();
-        let known = contacts
-            .iter()
-            .map(|c| (c.id, c.external_id.clone()))
+            .map(|(ext, id)| (*id, ext.clone()))
             .collect();
         let converted: Vec<(ContactId, Event)> = events
             .iter()
             .filter_map(|e| {
-                let id = *by_external.get(e.contact.as_str())?;
+                let id = *by_external.get(&e.contact)?;
                 Some((id, event(e.client_id.clone(), e.timestamp, e.body.clone())))
             })
             .collect();

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod campaigns;
 pub mod catalog;
 pub mod cli;
 pub mod demo;
@@ -14,3 +15,4 @@ pub mod panel;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod tracking;

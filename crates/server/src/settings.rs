@@ -25,6 +25,31 @@ pub struct SettingsArgs {
     /// A TOML file with `listen`, `data_dir` and `database_url`.
     #[arg(long, env = "SEGMENTD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Campaign delivery: SMTP server host (plain SMTP; default 127.0.0.1).
+    #[arg(long, env = "SEGMENTD_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP port (default 25).
+    #[arg(long, env = "SEGMENTD_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// SMTP security: `none` (plain, the default), `starttls` (required) or `tls`
+    /// (implicit TLS, usually port 465). Certificates are checked against the bundled
+    /// web PKI roots.
+    #[arg(long, env = "SEGMENTD_SMTP_TLS")]
+    pub smtp_tls: Option<SmtpTls>,
+    /// SMTP user name (with --smtp-password).
+    #[arg(long, env = "SEGMENTD_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+    #[arg(long, env = "SEGMENTD_SMTP_PASSWORD")]
+    pub smtp_password: Option<String>,
+    /// The SMS provider's URL: each message is POSTed there as JSON.
+    #[arg(long, env = "SEGMENTD_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<String>,
+    /// The push provider's URL: each message is POSTed there as JSON.
+    #[arg(long, env = "SEGMENTD_PUSH_WEBHOOK_URL")]
+    pub push_webhook_url: Option<String>,
+    /// The URL contacts reach this server at, for tracking links (default: http://LISTEN).
+    #[arg(long, env = "SEGMENTD_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +58,14 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_tls: Option<SmtpTls>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    sms_webhook_url: Option<String>,
+    push_webhook_url: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +73,51 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub delivery: DeliverySettings,
+}
+
+/// Where campaigns are delivered, and the base of their tracking links.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    /// User name and password, when the server wants them.
+    pub smtp_credentials: Option<(String, String)>,
+    pub sms_webhook_url: Option<String>,
+    pub push_webhook_url: Option<String>,
+    /// `None`: `http://` and the address the server listens on.
+    pub public_url: Option<String>,
+    /// The first retry waits this long, each next one twice as long.
+    pub retry_backoff: std::time::Duration,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay).
+    #[default]
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            smtp_host: "127.0.0.1".to_owned(),
+            smtp_port: 25,
+            smtp_tls: SmtpTls::None,
+            smtp_credentials: None,
+            sms_webhook_url: None,
+            push_webhook_url: None,
+            public_url: None,
+            retry_backoff: std::time::Duration::from_millis(500),
+        }
+    }
 }
 
 impl Settings {
@@ -63,6 +141,25 @@ impl Settings {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             database_url: args.database_url.clone().or(file.database_url),
+            delivery: {
+                let d = DeliverySettings::default();
+                let user = args.smtp_username.clone().or(file.smtp_username);
+                let password = args.smtp_password.clone().or(file.smtp_password);
+                DeliverySettings {
+                    smtp_host: args
+                        .smtp_host
+                        .clone()
+                        .or(file.smtp_host)
+                        .unwrap_or(d.smtp_host),
+                    smtp_port: args.smtp_port.or(file.smtp_port).unwrap_or(d.smtp_port),
+                    smtp_tls: args.smtp_tls.or(file.smtp_tls).unwrap_or(d.smtp_tls),
+                    smtp_credentials: user.zip(password),
+                    sms_webhook_url: args.sms_webhook_url.clone().or(file.sms_webhook_url),
+                    push_webhook_url: args.push_webhook_url.clone().or(file.push_webhook_url),
+                    public_url: args.public_url.clone().or(file.public_url),
+                    retry_backoff: d.retry_backoff,
+                }
+            },
         })
     }
 

@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::engine::EngineEvaluator;
 use crate::evaluation::Evaluator;
-use crate::settings::Settings;
+use crate::settings::{DeliverySettings, Settings};
 use crate::state::{AppState, Clock, SystemClock};
 
 /// How often time-relative segments are re-decided. Membership is never staler than this
@@ -41,20 +41,35 @@ impl Application {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
         let store = segmentd_store::open(&settings.database_url()).await?;
-        Self::with_store(store, settings.listen).await
+        Self::with_store_and_delivery(store, settings.listen, settings.delivery.clone()).await
     }
 
     pub async fn with_store(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<Self> {
+        Self::with_store_and_delivery(store, listen, DeliverySettings::default()).await
+    }
+
+    /// As [`Application::with_store`], delivering campaigns as `delivery` says; campaigns
+    /// left half-sent by a previous run are resumed.
+    pub async fn with_store_and_delivery(
+        store: Arc<dyn Store>,
+        listen: SocketAddr,
+        mut delivery: DeliverySettings,
+    ) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let evaluator: Arc<dyn Evaluator> =
             Arc::new(EngineEvaluator::load(store.clone(), clock.clone()).await?);
         tokio::spawn(refresh_every(evaluator.clone(), REFRESH_INTERVAL));
+        let listener = TcpListener::bind(listen).await?;
+        if delivery.public_url.is_none() {
+            delivery.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         let state = AppState {
             store,
             evaluator,
             clock,
+            campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
         };
-        let listener = TcpListener::bind(listen).await?;
+        crate::campaigns::start_worker(state.clone()).await?;
         Ok(Application { listener, state })
     }
 
@@ -75,6 +90,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", crate::api::router())
         .nest("/panel", crate::panel::router())
+        .nest("/t", crate::tracking::router())
         .route(
             "/",
             axum::routing::get(|| async { axum::response::Redirect::to("/panel/segments") }),

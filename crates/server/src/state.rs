@@ -26,4 +26,6 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub evaluator: Arc<dyn Evaluator>,
     pub clock: Arc<dyn Clock>,
+    /// Campaign delivery: settings, the HTTP client and the campaigns running here.
+    pub campaigns: Arc<crate::campaigns::Delivery>,
 }

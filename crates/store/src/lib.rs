@@ -8,6 +8,8 @@
 //! call can reach another account's data; a call that returns `Ok` has committed its
 //! writes; a batch is one transaction, stored whole or not at all.
 
+pub mod campaign;
+mod campaign_rows;
 mod common;
 pub mod model;
 mod postgres;
@@ -21,6 +23,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use segmentd_rules::SegmentId;
 
+pub use campaign::*;
 pub use model::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +163,12 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         external_ids: &[String],
     ) -> Result<Vec<Contact>>;
+    /// External id → contact id for those of `external_ids` that exist (no field decoding).
+    async fn contact_ids(
+        &self,
+        account: AccountId,
+        external_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, ContactId>>;
     /// Appends membership changes to the log, in one transaction.
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()>;
     /// A segment's changes in log order, strictly after `after` (a `seq`).
@@ -182,6 +191,57 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: AccountId,
     ) -> Result<Vec<(SegmentId, ContactId, String)>>;
+
+    // Campaigns.
+    async fn create_campaign(
+        &self,
+        account: AccountId,
+        draft: &CampaignDraft,
+        now: Timestamp,
+    ) -> Result<Campaign>;
+    async fn campaign(&self, account: AccountId, id: CampaignId) -> Result<Option<Campaign>>;
+    /// Sorted by id.
+    async fn campaigns(&self, account: AccountId) -> Result<Vec<Campaign>>;
+    /// In one transaction: when the campaign is `Draft` or `Scheduled`, stores its
+    /// recipients (`Queued`, deduplicated by the caller) and the excluded counts and makes
+    /// it `Sending`. `false`, and nothing stored, when it is unknown or already frozen.
+    async fn freeze_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        recipients: &[NewRecipient],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// The frozen recipients, sorted by external id.
+    async fn campaign_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<Recipient>>;
+    /// Sets one recipient's status, reason and attempt count (committed on return).
+    #[allow(clippy::too_many_arguments)]
+    async fn update_recipient(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        status: RecipientStatus,
+        reason: Option<&str>,
+        attempts: u32,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// `Sending` → `Sent`; `false` if the campaign was not `Sending`.
+    async fn finish_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Across accounts: campaigns `Sending`, and `Scheduled` ones due at `now`.
+    async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>>;
+    /// The account's tracking-link key: the stored one, or `candidate`, stored now.
+    async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String>;
 }
 
 /// Opens (creating and migrating as needed) the store a database URL names.

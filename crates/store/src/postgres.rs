@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::campaign_rows::*;
 use crate::common::*;
 use crate::*;
 
@@ -691,6 +692,25 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn contact_ids(
+        &self,
+        account: AccountId,
+        external_ids: &[String],
+    ) -> Result<HashMap<String, ContactId>> {
+        if external_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list = external_ids;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, external_id FROM contacts WHERE account_id = $1 AND external_id = ANY($2)",
+        )
+        .bind(account)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
+    }
+
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
@@ -775,6 +795,199 @@ impl Store for PostgresStore {
                 ))
             })
             .collect()
+    }
+    async fn create_campaign(
+        &self,
+        account: AccountId,
+        draft: &CampaignDraft,
+        now: Timestamp,
+    ) -> Result<Campaign> {
+        let status = if draft.scheduled_at.is_some() {
+            CampaignStatus::Scheduled
+        } else {
+            CampaignStatus::Draft
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO campaigns (account_id, name, channel, content, targets, exclusions, status, \
+             scheduled_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(account)
+        .bind(&draft.name)
+        .bind(draft.channel.as_str())
+        .bind(to_json_text(&draft.content)?)
+        .bind(to_json_text(&draft.targets)?)
+        .bind(to_json_text(&draft.exclusions)?)
+        .bind(status.as_str())
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        self.campaign(account, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign {id} vanished")))
+    }
+
+    async fn campaign(&self, account: AccountId, id: CampaignId) -> Result<Option<Campaign>> {
+        let row: Option<CampaignRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(CampaignRow::decode).transpose()
+    }
+
+    async fn campaigns(&self, account: AccountId) -> Result<Vec<Campaign>> {
+        let rows: Vec<CampaignRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(CampaignRow::decode).collect()
+    }
+
+    async fn freeze_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        recipients: &[NewRecipient],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE campaigns SET status = 'sending', frozen_at = $1, excluded = $2 \
+             WHERE account_id = $3 AND id = $4 AND status IN ('draft', 'scheduled')",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        let contacts: Vec<i64> = recipients.iter().map(|r| r.contact_id).collect();
+        let external: Vec<&str> = recipients.iter().map(|r| r.external_id.as_str()).collect();
+        let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+             address, status, attempts, updated_at) \
+             SELECT $1, $2, c, e, a, 'queued', 0, $3 FROM UNNEST($4::BIGINT[], $5::TEXT[], $6::TEXT[]) AS t(c, e, a)",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(to_ms(now))
+        .bind(&contacts)
+        .bind(&external)
+        .bind(&addresses)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn campaign_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<Recipient>> {
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+             WHERE account_id = $1 AND campaign_id = $2 ORDER BY external_id"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn update_recipient(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        status: RecipientStatus,
+        reason: Option<&str>,
+        attempts: u32,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaign_recipients SET status = $1, reason = $2, attempts = $3, updated_at = $4 \
+             WHERE account_id = $5 AND campaign_id = $6 AND contact_id = $7",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(i64::from(attempts))
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .bind(contact)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE campaigns SET status = 'sent', sent_at = $1 \
+             WHERE account_id = $2 AND id = $3 AND status = 'sending'",
+        )
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>> {
+        let rows = sqlx::query(
+            "SELECT account_id, id, status FROM campaigns \
+             WHERE status = 'sending' OR (status = 'scheduled' AND scheduled_at <= $1) ORDER BY id",
+        )
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(CampaignToRun {
+                    account_id: r.try_get("account_id")?,
+                    id: r.try_get("id")?,
+                    status: CampaignStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("campaign status {status}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO tracking_secrets (account_id, secret) VALUES ($1, $2) \
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM tracking_secrets WHERE account_id = $1")
+                .bind(account)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }
 

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
+use crate::campaign_rows::*;
 use crate::common::*;
 use crate::*;
 
@@ -697,6 +698,26 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn contact_ids(
+        &self,
+        account: AccountId,
+        external_ids: &[String],
+    ) -> Result<HashMap<String, ContactId>> {
+        if external_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list =
+            serde_json::to_string(external_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, external_id FROM contacts WHERE account_id = ? AND external_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(account)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
+    }
+
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
@@ -779,6 +800,201 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
+    }
+    async fn create_campaign(
+        &self,
+        account: AccountId,
+        draft: &CampaignDraft,
+        now: Timestamp,
+    ) -> Result<Campaign> {
+        let status = if draft.scheduled_at.is_some() {
+            CampaignStatus::Scheduled
+        } else {
+            CampaignStatus::Draft
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO campaigns (account_id, name, channel, content, targets, exclusions, status, \
+             scheduled_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account)
+        .bind(&draft.name)
+        .bind(draft.channel.as_str())
+        .bind(to_json_text(&draft.content)?)
+        .bind(to_json_text(&draft.targets)?)
+        .bind(to_json_text(&draft.exclusions)?)
+        .bind(status.as_str())
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        self.campaign(account, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign {id} vanished")))
+    }
+
+    async fn campaign(&self, account: AccountId, id: CampaignId) -> Result<Option<Campaign>> {
+        let row: Option<CampaignRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = ? AND id = ?"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(CampaignRow::decode).transpose()
+    }
+
+    async fn campaigns(&self, account: AccountId) -> Result<Vec<Campaign>> {
+        let rows: Vec<CampaignRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = ? ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(CampaignRow::decode).collect()
+    }
+
+    async fn freeze_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        recipients: &[NewRecipient],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE campaigns SET status = 'sending', frozen_at = ?, excluded = ? \
+             WHERE account_id = ? AND id = ? AND status IN ('draft', 'scheduled')",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        // Two bound values a row; numbers are written as literals.
+        for chunk in recipients.chunks(MAX_BINDS / 2) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+                 address, status, attempts, updated_at) ",
+            );
+            qb.push_values(chunk, |mut row, r| {
+                row.push(id.to_string())
+                    .push(account.to_string())
+                    .push(r.contact_id.to_string())
+                    .push_bind(r.external_id.as_str())
+                    .push_bind(r.address.as_str())
+                    .push("'queued'")
+                    .push("0")
+                    .push(to_ms(now).to_string());
+            });
+            qb.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn campaign_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<Recipient>> {
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+             WHERE account_id = ? AND campaign_id = ? ORDER BY external_id"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn update_recipient(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        status: RecipientStatus,
+        reason: Option<&str>,
+        attempts: u32,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaign_recipients SET status = ?, reason = ?, attempts = ?, updated_at = ? \
+             WHERE account_id = ? AND campaign_id = ? AND contact_id = ?",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(i64::from(attempts))
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .bind(contact)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE campaigns SET status = 'sent', sent_at = ? \
+             WHERE account_id = ? AND id = ? AND status = 'sending'",
+        )
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>> {
+        let rows = sqlx::query(
+            "SELECT account_id, id, status FROM campaigns \
+             WHERE status = 'sending' OR (status = 'scheduled' AND scheduled_at <= ?) ORDER BY id",
+        )
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(CampaignToRun {
+                    account_id: r.try_get("account_id")?,
+                    id: r.try_get("id")?,
+                    status: CampaignStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("campaign status {status}")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO tracking_secrets (account_id, secret) VALUES (?, ?) \
+             ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM tracking_secrets WHERE account_id = ?")
+                .bind(account)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }
 

@@ -74,6 +74,9 @@ conformance!(
     sessions_are_found_until_they_expire_or_are_deleted,
     a_session_cannot_name_a_user_of_another_account,
     one_accounts_users_and_sessions_are_its_own,
+    // Campaigns.
+    a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept,
+    scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1578,6 +1581,12 @@ async fn contacts_are_found_by_ids_and_external_ids_in_the_order_asked(ctx: Ctx)
     let wanted = [by_ext[1].id, w.id, by_ext[0].id];
     let by_id = s.contacts_by_ids(a.id, &wanted).await.unwrap();
     assert_eq!(ids(&by_id), ["x", "z"]);
+    let map = s
+        .contact_ids(a.id, &["z".into(), "w".into(), "nobody".into()])
+        .await
+        .unwrap();
+    assert_eq!(map.len(), 1);
+    assert_eq!(map.get("z"), Some(&by_ext[0].id));
     assert!(s.contacts_by_ids(a.id, &[]).await.unwrap().is_empty());
 }
 
@@ -1668,4 +1677,186 @@ async fn membership_changes_are_logged_paged_bucketed_and_replayed(ctx: Ctx) {
         s.logged_members(b.id).await.unwrap(),
         [(other, 9, "c9".into())]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Campaigns.
+
+fn campaign_draft(name: &str, scheduled_at: Option<Timestamp>) -> CampaignDraft {
+    CampaignDraft {
+        name: name.to_owned(),
+        channel: Channel::Email,
+        content: json!({"subject": "Hi {{first_name}}", "html": "<p>Hi</p>"}),
+        targets: vec![1, 2],
+        exclusions: vec![3],
+        scheduled_at,
+    }
+}
+
+fn recipient(c: &Contact) -> NewRecipient {
+    NewRecipient {
+        contact_id: c.id,
+        external_id: c.external_id.clone(),
+        address: format!("{}@example.com", c.external_id),
+    }
+}
+
+async fn a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    s.upsert_contacts(a.id, &[contact("y"), contact("x")])
+        .await
+        .unwrap();
+    let (x, y) = (get(s, &a, "x").await, get(s, &a, "y").await);
+    let c = s
+        .create_campaign(a.id, &campaign_draft("Spring", None), ts(1_000))
+        .await
+        .unwrap();
+    assert_eq!(c.status, CampaignStatus::Draft);
+    assert_eq!(c.targets, vec![1, 2]);
+    assert_eq!(c.exclusions, vec![3]);
+    assert_eq!(c.content["subject"], "Hi {{first_name}}");
+    assert_eq!(c.created_at, ts(1_000));
+    assert_eq!(s.campaigns(a.id).await.unwrap(), vec![c.clone()]);
+    assert!(s.campaigns(b.id).await.unwrap().is_empty());
+    assert!(s.campaign(b.id, c.id).await.unwrap().is_none());
+    assert!(
+        !s.freeze_campaign(b.id, c.id, &[recipient(&x)], &json!({}), ts(2_000))
+            .await
+            .unwrap(),
+        "another account cannot freeze it"
+    );
+
+    let excluded = json!({"no_address": 1});
+    assert!(
+        s.freeze_campaign(
+            a.id,
+            c.id,
+            &[recipient(&y), recipient(&x)],
+            &excluded,
+            ts(2_000)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.freeze_campaign(a.id, c.id, &[recipient(&x)], &json!({}), ts(3_000))
+            .await
+            .unwrap(),
+        "a frozen list is never replaced"
+    );
+    let frozen = s.campaign(a.id, c.id).await.unwrap().unwrap();
+    assert_eq!(frozen.status, CampaignStatus::Sending);
+    assert_eq!(frozen.frozen_at, Some(ts(2_000)));
+    assert_eq!(frozen.excluded, Some(excluded));
+    let list = s.campaign_recipients(a.id, c.id).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|r| r.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["x", "y"]
+    );
+    assert!(
+        list.iter()
+            .all(|r| r.status == RecipientStatus::Queued && r.attempts == 0)
+    );
+    assert_eq!(list[0].address, "x@example.com");
+    assert!(s.campaign_recipients(b.id, c.id).await.unwrap().is_empty());
+
+    s.update_recipient(a.id, c.id, x.id, RecipientStatus::Sent, None, 1, ts(4_000))
+        .await
+        .unwrap();
+    s.update_recipient(
+        a.id,
+        c.id,
+        y.id,
+        RecipientStatus::Failed,
+        Some("550 no such user"),
+        3,
+        ts(4_000),
+    )
+    .await
+    .unwrap();
+    // Another account's call changes nothing.
+    s.update_recipient(
+        b.id,
+        c.id,
+        x.id,
+        RecipientStatus::Failed,
+        Some("no"),
+        9,
+        ts(4_000),
+    )
+    .await
+    .unwrap();
+    let list = s.campaign_recipients(a.id, c.id).await.unwrap();
+    assert_eq!(
+        (list[0].status, list[0].attempts, list[0].reason.as_deref()),
+        (RecipientStatus::Sent, 1, None)
+    );
+    assert_eq!(
+        (list[1].status, list[1].attempts, list[1].reason.as_deref()),
+        (RecipientStatus::Failed, 3, Some("550 no such user"))
+    );
+    assert_eq!(
+        s.campaigns_to_run(ts(5_000)).await.unwrap(),
+        vec![CampaignToRun {
+            account_id: a.id,
+            id: c.id,
+            status: CampaignStatus::Sending
+        }]
+    );
+    assert!(s.finish_campaign(a.id, c.id, ts(6_000)).await.unwrap());
+    assert!(!s.finish_campaign(a.id, c.id, ts(7_000)).await.unwrap());
+    let done = s.campaign(a.id, c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.sent_at),
+        (CampaignStatus::Sent, Some(ts(6_000)))
+    );
+    assert!(s.campaigns_to_run(ts(8_000)).await.unwrap().is_empty());
+    // The list survives the contact's deletion: it is the audit of who was sent what.
+    s.delete_contact(a.id, "x").await.unwrap();
+    assert_eq!(s.campaign_recipients(a.id, c.id).await.unwrap().len(), 2);
+}
+
+async fn scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    let c = s
+        .create_campaign(a.id, &campaign_draft("Later", Some(ts(10_000))), ts(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, c.scheduled_at),
+        (CampaignStatus::Scheduled, Some(ts(10_000)))
+    );
+    assert!(s.campaigns_to_run(ts(9_999)).await.unwrap().is_empty());
+    assert_eq!(
+        s.campaigns_to_run(ts(10_000)).await.unwrap(),
+        vec![CampaignToRun {
+            account_id: a.id,
+            id: c.id,
+            status: CampaignStatus::Scheduled
+        }]
+    );
+    assert!(
+        s.freeze_campaign(a.id, c.id, &[], &json!({}), ts(10_001))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.campaign(a.id, c.id).await.unwrap().unwrap().status,
+        CampaignStatus::Sending
+    );
+
+    let first = s.tracking_secret(a.id, "one").await.unwrap();
+    assert_eq!(first, "one");
+    assert_eq!(
+        s.tracking_secret(a.id, "two").await.unwrap(),
+        "one",
+        "kept once made"
+    );
+    assert_eq!(s.tracking_secret(b.id, "three").await.unwrap(), "three");
 }

@@ -1,5 +1,6 @@
 //! The HTTP API of `spec/api.md`, under `/api/v1`, with its OpenAPI document.
 
+pub mod campaigns;
 pub mod contacts;
 pub mod events;
 pub mod fields;
@@ -28,6 +29,8 @@ use crate::state::AppState;
         segments::create_segment, segments::list_segments, segments::get_segment, segments::update_segment,
         segments::delete_segment, segments::count_segment, segments::segment_members, segments::preview,
         membership::changes, membership::history, membership::explain,
+        campaigns::create_campaign, campaigns::list_campaigns, campaigns::get_campaign,
+        campaigns::preview_campaign, campaigns::send_campaign, campaigns::campaign_recipients,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -100,6 +103,17 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{id}/changes", get(membership::changes))
         .route("/segments/{id}/history", get(membership::history))
         .route("/segments/{id}/explain", get(membership::explain))
+        .route(
+            "/campaigns",
+            post(campaigns::create_campaign).get(campaigns::list_campaigns),
+        )
+        .route("/campaigns/{id}", get(campaigns::get_campaign))
+        .route("/campaigns/{id}/preview", post(campaigns::preview_campaign))
+        .route("/campaigns/{id}/send", post(campaigns::send_campaign))
+        .route(
+            "/campaigns/{id}/recipients",
+            get(campaigns::campaign_recipients),
+        )
         .route("/openapi.json", get(openapi_json))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,6 +4,7 @@
 //! CSS in `assets/` (our own, embedded with `include_str!`, nothing built with Node).
 
 pub mod api;
+pub mod campaigns;
 pub mod pages;
 pub mod session;
 pub mod words;
@@ -61,6 +62,9 @@ pub fn router() -> Router<AppState> {
         .route("/contacts", get(pages::contacts))
         .route("/contact", get(pages::contact))
         .route("/fields", get(pages::fields))
+        .route("/campaigns", get(campaigns::list).post(campaigns::create))
+        .route("/campaigns/{id}", get(campaigns::show))
+        .route("/campaigns/{id}/send", post(campaigns::send))
         .route(
             "/api/segments",
             get(api::list_segments).post(api::create_segment),

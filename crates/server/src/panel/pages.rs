@@ -41,11 +41,12 @@ fn head(title: &str) -> Markup {
 }
 
 /// The frame of every signed-in page.
-fn layout(s: &SignedIn, page: &str, title: &str, section: &str, body: Markup) -> Markup {
+pub(crate) fn layout(s: &SignedIn, page: &str, title: &str, section: &str, body: Markup) -> Markup {
     let nav = [
         ("segments", "/panel/segments", "Segments"),
         ("contacts", "/panel/contacts", "Contacts"),
         ("fields", "/panel/fields", "Custom fields"),
+        ("campaigns", "/panel/campaigns", "Campaigns"),
     ];
     html! {
         (DOCTYPE)

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod campaigns;
 mod cli;
 mod contacts;
 mod events;
@@ -69,4 +70,13 @@ on_both_backends!(
     membership::explain_shows_each_nodes_truth_and_matching_events,
     membership::a_restart_rebuilds_the_index_and_logs_what_changed_while_down,
     story::segments_of_every_condition_kind_hold_the_contacts_worked_out_by_hand,
+    campaigns::an_email_campaign_reaches_exactly_its_frozen_recipients_personalised,
+    campaigns::opening_the_pixel_moves_the_contact_into_mail_open_occurred_and_links_work,
+    campaigns::forged_or_altered_links_are_not_found_and_record_nothing,
+    campaigns::sms_and_push_go_to_the_provider_as_json_and_their_links_record_clicks,
+    campaigns::a_restart_mid_send_resumes_without_sending_anyone_twice,
+    campaigns::bad_campaigns_are_refused_with_their_paths,
+    campaigns::a_scheduled_campaign_is_sent_by_itself_when_due,
+    campaigns::a_click_hands_the_site_a_token_whose_page_views_become_visits,
+    campaigns::required_starttls_refuses_a_server_without_it_and_each_failure_is_kept,
 );

@@ -618,3 +618,188 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
         b.shots.display()
     );
 }
+
+/// The website tracking script in a real browser: a contact clicks an SMS campaign link,
+/// lands on a local "site" that embeds `/t/s.js`, then opens another page of the site;
+/// both page views become visits and a `visit_url` segment sees the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracking_script_turns_page_views_after_a_campaign_click_into_visits() {
+    let Some((_driver, client)) = start_browser().await else {
+        return;
+    };
+    // The SMS provider: keeps every message.
+    let hooks: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let kept = hooks.clone();
+    let provider = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let provider_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", provider_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(provider_listener, provider).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("site.db").display());
+    let store = segmentd_store::open(&url).await.unwrap();
+    let app = Application::with_store_and_delivery(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        segmentd::settings::DeliverySettings {
+            sms_webhook_url: Some(hook_url),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+
+    // The customer's website, on another origin, embedding the script.
+    let script = format!("{base}/t/s.js");
+    let page = move |title: &'static str| {
+        let script = script.clone();
+        move || async move {
+            axum::response::Html(format!(
+                "<!doctype html><title>{title}</title><script src=\"{script}\"></script><h1 id=\"page\">{title}</h1>"
+            ))
+        }
+    };
+    let site = axum::Router::new()
+        .route("/landing", axum::routing::get(page("Landing")))
+        .route("/pricing", axum::routing::get(page("Pricing")));
+    let site_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_base = format!("http://{}", site_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(site_listener, site).await });
+
+    let account = store.create_account("Shop", "UTC").await.unwrap();
+    let key = segmentd::auth::issue_api_key(store.as_ref(), account.id)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        http.request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let r = call(
+        reqwest::Method::POST,
+        "/contacts",
+        json!({"contacts": [{"external_id": "ann", "phone": "+48500100200"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let id_of = |v: Value| v["id"].as_i64().unwrap();
+    let phones = id_of(
+        call(
+            reqwest::Method::POST,
+            "/segments",
+            json!({"name": "Phones", "rule": {"field": "phone", "op": "has_value"}}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap(),
+    );
+    let pricing = id_of(
+        call(
+            reqwest::Method::POST,
+            "/segments",
+            json!({"name": "Saw pricing", "rule": {"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred"}}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap(),
+    );
+    let campaign = id_of(
+        call(
+            reqwest::Method::POST,
+            "/campaigns",
+            json!({"name": "Go", "channel": "sms", "targets": [phones],
+                   "content": {"text": format!("Look: {site_base}/landing")}}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap(),
+    );
+    let r = call(
+        reqwest::Method::POST,
+        &format!("/campaigns/{campaign}/send"),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let start = Instant::now();
+    let text = loop {
+        if let Some(h) = hooks.lock().unwrap().first() {
+            break h["text"].as_str().unwrap().to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no SMS arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let click = text.split(' ').find(|w| w.contains("/t/c/")).unwrap();
+
+    let count = || async {
+        let r: Value = http
+            .get(format!("{base}/api/v1/segments/{pricing}/count"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["count"].as_u64().unwrap()
+    };
+    client.goto(click).await.unwrap();
+    let landed = client.current_url().await.unwrap();
+    assert!(
+        landed
+            .as_str()
+            .starts_with(&format!("{site_base}/landing?sd=")),
+        "{landed}"
+    );
+    assert_eq!(count().await, 0, "the landing page is not /pricing");
+    // No token in this URL: the script finds it in the site's storage.
+    client.goto(&format!("{site_base}/pricing")).await.unwrap();
+    let start = Instant::now();
+    while count().await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the visit to /pricing was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ann = store.contact(account.id, "ann").await.unwrap().unwrap();
+    let visits: Vec<String> = store
+        .contact_events(account.id, ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.body {
+            segmentd_store::EventBody::Visit { url } => Some(url),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        visits,
+        [
+            format!("{site_base}/landing"),
+            format!("{site_base}/pricing")
+        ]
+    );
+    client.close().await.unwrap();
+}

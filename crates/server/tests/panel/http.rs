@@ -469,3 +469,113 @@ async fn the_live_preview_counts_and_reports_problems_by_path() {
     assert_eq!(r["valid"], false);
     assert_eq!(r["errors"][0]["path"], "rule.any[0].all[0].field");
 }
+
+#[tokio::test]
+async fn a_campaign_is_created_previewed_and_sent_from_the_panel() {
+    let app = spawn().await;
+    let account = app.account_with_user("Acme", "ann@acme.test").await;
+    let s = app.session("ann@acme.test").await;
+    // Through the API, so the index knows them.
+    let key = segmentd::auth::issue_api_key(app.store.as_ref(), account.id)
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/v1/contacts", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"contacts": [
+            {"external_id": "a", "email": "a@example.com", "phone": "+48500000001"},
+            {"external_id": "b", "email": "b@example.com", "phone": "+48500000002"},
+            {"external_id": "c", "email": "c@example.com"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Created through the API so the evaluator knows the segment.
+    let r = app
+        .api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": "All", "rule": {"field": "email", "op": "has_value"}})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let segment = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    let form = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_owned()),
+            ("name", "Hello".to_owned()),
+            ("channel", "sms".to_owned()),
+            ("target", segment.to_string()),
+            ("text", "Hi {{external_id}}".to_owned()),
+        ]
+    };
+    let r = app
+        .req(Method::POST, "/panel/campaigns", Some(&s))
+        .form(&form("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(app.store.campaigns(account.id).await.unwrap().is_empty());
+    let r = app
+        .req(Method::POST, "/panel/campaigns", Some(&s))
+        .form(&form(&s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page_url = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = app
+        .req(Method::GET, &page_url, Some(&s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"id="preview-recipients">2<"#), "{page}");
+    assert!(page.contains(r#"id="ex-no-address">1<"#), "{page}");
+
+    let send = format!("{page_url}/send");
+    let r = app
+        .req(Method::POST, &send, Some(&s))
+        .form(&[("csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .req(Method::POST, &send, Some(&s))
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = app
+        .req(Method::GET, &page_url, Some(&s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("2 frozen"), "{page}");
+    let list = app.store.campaigns(account.id).await.unwrap();
+    let frozen = app
+        .store
+        .campaign_recipients(account.id, list[0].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        frozen
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect::<Vec<_>>(),
+        ["+48500000001", "+48500000002"]
+    );
+}

@@ -1,0 +1,355 @@
+//! `/api/v1/campaigns`: campaigns to segments, their recipient preview, sending and the
+//! frozen recipient list with each recipient's delivery status.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use segmentd_rules::{Issue, SegmentId};
+use segmentd_store::{Account, Campaign, CampaignDraft, CampaignId, Channel};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::campaigns::{Excluded, audience, send_now};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, parse_value};
+use crate::state::AppState;
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_SEGMENTS: usize = 50;
+const MAX_CONTENT_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignIn {
+    pub name: String,
+    /// `email`, `sms` or `push`.
+    pub channel: String,
+    /// e-mail: `from`, `subject`, `html` and/or `text`; SMS: `text`; push: `title`,
+    /// `body`, `link`. Text may use `{{field}}` (a field key, `email`, `phone`,
+    /// `external_id`, `unsubscribe_url`).
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    /// Saved segments whose members (united) are the audience.
+    pub targets: Vec<SegmentId>,
+    /// Saved segments whose members are left out.
+    #[serde(default)]
+    pub exclusions: Vec<SegmentId>,
+    /// RFC 3339; when given, the campaign is sent then by itself.
+    pub scheduled_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailContent {
+    from: String,
+    subject: String,
+    html: Option<String>,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsContent {
+    #[allow(dead_code)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushContent {
+    #[allow(dead_code)]
+    title: String,
+    #[allow(dead_code)]
+    body: String,
+    link: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignOut {
+    pub id: CampaignId,
+    pub name: String,
+    pub channel: String,
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    pub targets: Vec<SegmentId>,
+    pub exclusions: Vec<SegmentId>,
+    /// `draft`, `scheduled`, `sending` or `sent`.
+    pub status: String,
+    pub scheduled_at: Option<String>,
+    pub created_at: String,
+    /// When the recipients were frozen.
+    pub frozen_at: Option<String>,
+    pub sent_at: Option<String>,
+    /// Counted when the recipients were frozen.
+    #[schema(value_type = Option<Object>)]
+    pub excluded: Option<serde_json::Value>,
+}
+
+impl From<Campaign> for CampaignOut {
+    fn from(c: Campaign) -> Self {
+        CampaignOut {
+            id: c.id,
+            name: c.name,
+            channel: c.channel.as_str().to_owned(),
+            content: c.content,
+            targets: c.targets,
+            exclusions: c.exclusions,
+            status: c.status.as_str().to_owned(),
+            scheduled_at: c.scheduled_at.map(|t| t.to_string()),
+            created_at: c.created_at.to_string(),
+            frozen_at: c.frozen_at.map(|t| t.to_string()),
+            sent_at: c.sent_at.map(|t| t.to_string()),
+            excluded: c.excluded,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    pub items: Vec<CampaignOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewOut {
+    /// Exactly how many contacts would be sent the campaign now.
+    pub recipients: u64,
+    pub excluded: Excluded,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientOut {
+    pub external_id: String,
+    pub address: String,
+    /// `queued`, `sending`, `sent` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientList {
+    pub items: Vec<RecipientOut>,
+}
+
+async fn parse_campaign(
+    state: &AppState,
+    account: &Account,
+    body: CampaignIn,
+) -> Result<CampaignDraft, ApiError> {
+    let mut issues = Vec::new();
+    let n = body.name.trim().chars().count();
+    if n == 0 || body.name.chars().count() > MAX_NAME_CHARS {
+        issues.push(Issue::new(
+            "name",
+            format!("expected a name of 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    let channel = Channel::parse(&body.channel);
+    if channel.is_none() {
+        issues.push(Issue::new(
+            "channel",
+            "expected one of \"email\", \"sms\", \"push\"",
+        ));
+    }
+    let size = serde_json::to_vec(&body.content)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_CONTENT_BYTES {
+        issues.push(Issue::new(
+            "content",
+            format!("expected at most {MAX_CONTENT_BYTES} bytes of content"),
+        ));
+    } else {
+        match channel {
+            Some(Channel::Email) => {
+                match parse_value::<EmailContent>(body.content.clone(), "content") {
+                    Ok(c) => {
+                        if c.html.is_none() && c.text.is_none() {
+                            issues.push(Issue::new("content", "expected `html`, `text` or both"));
+                        }
+                        if c.from.parse::<lettre::message::Mailbox>().is_err() {
+                            issues.push(Issue::new("content.from", "expected an e-mail address"));
+                        }
+                        let _ = c.subject;
+                    }
+                    Err(i) => issues.push(i),
+                }
+            }
+            Some(Channel::Sms) => {
+                if let Err(i) = parse_value::<SmsContent>(body.content.clone(), "content") {
+                    issues.push(i);
+                }
+            }
+            Some(Channel::Push) => {
+                match parse_value::<PushContent>(body.content.clone(), "content") {
+                    Ok(p) => {
+                        if let Some(l) = p.link
+                            && !(l.starts_with("http://") || l.starts_with("https://"))
+                        {
+                            issues.push(Issue::new("content.link", "expected an http(s) URL"));
+                        }
+                    }
+                    Err(i) => issues.push(i),
+                }
+            }
+            None => {}
+        }
+    }
+    if body.targets.is_empty() || body.targets.len() > MAX_SEGMENTS {
+        issues.push(Issue::new(
+            "targets",
+            format!("expected 1 to {MAX_SEGMENTS} segment ids"),
+        ));
+    }
+    if body.exclusions.len() > MAX_SEGMENTS {
+        issues.push(Issue::new(
+            "exclusions",
+            format!("expected at most {MAX_SEGMENTS} segment ids"),
+        ));
+    }
+    for (list, ids) in [("targets", &body.targets), ("exclusions", &body.exclusions)] {
+        for (i, id) in ids.iter().enumerate() {
+            if state.store.segment(account.id, *id).await?.is_none() {
+                issues.push(Issue::new(
+                    format!("{list}[{i}]"),
+                    format!("unknown segment {id}"),
+                ));
+            }
+        }
+    }
+    let scheduled_at = match &body.scheduled_at {
+        None => None,
+        Some(s) => match segmentd_rules::data::parse_timestamp(s) {
+            Some(t) => Some(t),
+            None => {
+                issues.push(Issue::new(
+                    "scheduled_at",
+                    "expected an RFC 3339 timestamp with an offset",
+                ));
+                None
+            }
+        },
+    };
+    match channel {
+        Some(channel) if issues.is_empty() => Ok(CampaignDraft {
+            name: body.name,
+            channel,
+            content: body.content,
+            targets: body.targets,
+            exclusions: body.exclusions,
+            scheduled_at,
+        }),
+        _ => Err(ApiError::Validation(issues)),
+    }
+}
+
+async fn find(state: &AppState, account: &Account, id: CampaignId) -> Result<Campaign, ApiError> {
+    state
+        .store
+        .campaign(account.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))
+}
+
+/// Creates a campaign: a draft, or scheduled when `scheduled_at` is given.
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", request_body = CampaignIn,
+    responses((status = 201, body = CampaignOut), (status = 422, body = ErrorBody)))]
+pub async fn create_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    ApiJson(body): ApiJson<CampaignIn>,
+) -> Result<(StatusCode, Json<CampaignOut>), ApiError> {
+    let draft = parse_campaign(&state, &account, body).await?;
+    let campaign = state
+        .store
+        .create_campaign(account.id, &draft, state.clock.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(campaign.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
+    responses((status = 200, body = CampaignList)))]
+pub async fn list_campaigns(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+) -> Result<Json<CampaignList>, ApiError> {
+    let items = state.store.campaigns(account.id).await?;
+    Ok(Json(CampaignList {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody)))]
+pub async fn get_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<CampaignOut>, ApiError> {
+    Ok(Json(find(&state, &account, id).await?.into()))
+}
+
+/// The exact number of recipients if the campaign were sent now, and the contacts left
+/// out by reason.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns",
+    responses((status = 200, body = PreviewOut), (status = 404, body = ErrorBody)))]
+pub async fn preview_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<PreviewOut>, ApiError> {
+    let campaign = find(&state, &account, id).await?;
+    let audience = audience(&state, &account, &campaign).await?;
+    Ok(Json(PreviewOut {
+        recipients: audience.recipients.len() as u64,
+        excluded: audience.excluded,
+    }))
+}
+
+/// Computes the recipients now, freezes them with the campaign and starts delivering
+/// (202). 409 if the campaign was already sent.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns",
+    responses((status = 202, body = CampaignOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn send_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<(StatusCode, Json<CampaignOut>), ApiError> {
+    let campaign = find(&state, &account, id).await?;
+    if !send_now(&state, &account, &campaign).await? {
+        return Err(ApiError::Conflict {
+            message: format!("campaign {id} has already been sent"),
+            path: None,
+        });
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(find(&state, &account, id).await?.into()),
+    ))
+}
+
+/// The frozen recipients with their delivery status, sorted by external id.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/recipients", tag = "campaigns",
+    responses((status = 200, body = RecipientList), (status = 404, body = ErrorBody)))]
+pub async fn campaign_recipients(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<RecipientList>, ApiError> {
+    find(&state, &account, id).await?;
+    let items = state.store.campaign_recipients(account.id, id).await?;
+    Ok(Json(RecipientList {
+        items: items
+            .into_iter()
+            .map(|r| RecipientOut {
+                external_id: r.external_id,
+                address: r.address,
+                status: r.status.as_str().to_owned(),
+                reason: r.reason,
+                attempts: r.attempts,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,816 @@
+//! Campaigns end to end: a real (tiny) SMTP server and a local webhook receiver take the
+//! messages; tracking links come back as events that segments use.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use segmentd::settings::DeliverySettings;
+use segmentd::startup::Application;
+use segmentd_store::{NewRecipient, RecipientStatus};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::helpers::TestApp;
+
+/// One message as the SMTP sink received it: envelope recipients and the raw data, with
+/// quoted-printable soft breaks and `=3D` undone.
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    data: String,
+}
+
+type Inbox = Arc<Mutex<Vec<Mail>>>;
+
+/// A minimal SMTP server: accepts every message and keeps it.
+async fn smtp_sink() -> (u16, Inbox) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let inbox: Inbox = Arc::default();
+    let kept = inbox.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut to = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250 sink\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        to.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+                        b"250 OK\r\n"
+                    } else if upper.starts_with("DATA") {
+                        write.write_all(b"354 go on\r\n").await.unwrap();
+                        let mut data = String::new();
+                        while let Ok(Some(l)) = lines.next_line().await {
+                            if l == "." {
+                                break;
+                            }
+                            // Undo SMTP dot-stuffing.
+                            data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                            data.push('\n');
+                        }
+                        let data = data.replace("=\n", "").replace("=3D", "=");
+                        kept.lock().unwrap().push(Mail {
+                            to: std::mem::take(&mut to),
+                            data,
+                        });
+                        b"250 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        write.write_all(b"221 bye\r\n").await.unwrap();
+                        return;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, inbox)
+}
+
+type Hooks = Arc<Mutex<Vec<Value>>>;
+
+/// A local SMS/push provider: every JSON POST is kept and answered 200.
+async fn webhook_receiver() -> (String, Hooks) {
+    let hooks: Hooks = Arc::default();
+    let kept = hooks.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hooks)
+}
+
+/// Serves the test's store from a new app that delivers to the sink and the receiver.
+async fn deliver_to(app: &mut TestApp, smtp_port: u16, webhook: Option<&str>) {
+    let delivery = DeliverySettings {
+        smtp_host: "127.0.0.1".into(),
+        smtp_port,
+        sms_webhook_url: webhook.map(str::to_owned),
+        push_webhook_url: webhook.map(str::to_owned),
+        retry_backoff: Duration::from_millis(10),
+        ..DeliverySettings::default()
+    };
+    let server = Application::with_store_and_delivery(
+        app.store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        delivery,
+    )
+    .await
+    .unwrap();
+    app.address = format!("http://127.0.0.1:{}", server.port());
+    tokio::spawn(server.run_until_stopped());
+}
+
+async fn create_campaign(app: &TestApp, body: Value) -> i64 {
+    let r = app.post("/campaigns", &body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+/// Waits (bounded) until the campaign's delivery has finished.
+async fn wait_sent(app: &TestApp, id: i64) -> Value {
+    for _ in 0..500 {
+        let c: Value = app
+            .get(&format!("/campaigns/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["status"] == "sent" {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("campaign {id} was not sent in 10 s");
+}
+
+async fn recipients(app: &TestApp, id: i64) -> Vec<Value> {
+    let r = app.get(&format!("/campaigns/{id}/recipients")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The first tracking link of `kind` (`o`, `c`, `u`) in a text.
+fn link(text: &str, kind: &str) -> String {
+    let start = text
+        .find(&format!("/t/{kind}/"))
+        .unwrap_or_else(|| panic!("no /t/{kind}/ link in {text}"));
+    let begin = text[..start].rfind("http://").unwrap();
+    let end = text[start..]
+        .find(['"', ' ', '\n', '<'])
+        .map(|e| start + e)
+        .unwrap_or(text.len());
+    text[begin..end].to_owned()
+}
+
+/// A saved segment's maintained members, without `as_of`.
+async fn maintained_members(app: &TestApp, id: i64) -> Vec<String> {
+    let page: Value = app
+        .get(&format!("/segments/{id}/members?limit=1000"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["external_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn email_setup(app: &TestApp) -> i64 {
+    app.create_field("first_name", "text").await;
+    app.create_field("city", "text").await;
+    app.upsert(json!([
+        {"external_id": "ann", "email": "ann@example.com", "fields": {"first_name": "Ann", "city": "Warsaw"}},
+        {"external_id": "bob", "email": "bob@example.com", "fields": {"first_name": "Bob", "city": "Warsaw"}},
+        {"external_id": "cid", "fields": {"city": "Warsaw"}},
+        {"external_id": "dan", "email": "dan@example.com", "channels": {"email": "unsubscribed"}, "fields": {"city": "Warsaw"}},
+        {"external_id": "eve", "email": "eve@example.com", "channels": {"email": "bounced"}, "fields": {"city": "Warsaw"}},
+        {"external_id": "fay", "email": "fay@example.com", "fields": {"first_name": "Fay", "city": "Warsaw"}},
+        {"external_id": "gus", "email": "gus@example.com", "fields": {"city": "Krakow"}},
+    ]))
+    .await;
+    app.create_segment(
+        "Warsaw",
+        json!({"field": "city", "op": "equals", "value": "Warsaw"}),
+    )
+    .await
+}
+
+fn email_campaign(targets: Vec<i64>, exclusions: Vec<i64>) -> Value {
+    json!({
+        "name": "Spring sale",
+        "channel": "email",
+        "content": {
+            "from": "shop@example.com",
+            "subject": "Hello {{first_name}}",
+            "html": "<html><body><p>Hi {{ first_name }} ({{email}})</p><a href=\"https://shop.example/sale\">Sale</a> <a href=\"{{unsubscribe_url}}\">Unsubscribe</a></body></html>",
+            "text": "Hi {{first_name}}, see https://shop.example/sale"
+        },
+        "targets": targets,
+        "exclusions": exclusions,
+    })
+}
+
+pub async fn an_email_campaign_reaches_exactly_its_frozen_recipients_personalised(
+    mut app: TestApp,
+) {
+    let (port, inbox) = smtp_sink().await;
+    deliver_to(&mut app, port, None).await;
+    let warsaw = email_setup(&app).await;
+    let fay_only = app
+        .create_segment(
+            "Fay",
+            json!({"field": "first_name", "op": "equals", "value": "Fay"}),
+        )
+        .await;
+    let id = create_campaign(&app, email_campaign(vec![warsaw, fay_only], vec![fay_only])).await;
+
+    let r = app
+        .post(&format!("/campaigns/{id}/preview"), &json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let preview: Value = r.json().await.unwrap();
+    assert_eq!(
+        preview,
+        json!({"recipients": 2, "excluded": {"no_address": 1, "unsubscribed": 1, "bounced": 1, "exclusion_segments": 1}})
+    );
+
+    let r = app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // Joins the segment after the send: not a recipient.
+    app.upsert(json!([{"external_id": "gus", "fields": {"city": "Warsaw"}}]))
+        .await;
+    let sent = wait_sent(&app, id).await;
+    assert_eq!(sent["excluded"]["unsubscribed"], 1);
+
+    let mails = inbox.lock().unwrap().clone();
+    let mut to: Vec<&str> = mails.iter().map(|m| m.to[0].as_str()).collect();
+    to.sort_unstable();
+    assert_eq!(to, ["ann@example.com", "bob@example.com"]);
+    let ann = mails.iter().find(|m| m.to[0] == "ann@example.com").unwrap();
+    assert!(ann.data.contains("Subject: Hello Ann"), "{}", ann.data);
+    assert!(
+        ann.data.contains("Hi Ann (ann@example.com)"),
+        "{}",
+        ann.data
+    );
+    assert!(ann.data.contains("Hi Ann, see http"), "{}", ann.data);
+    assert!(!ann.data.contains("{{"), "{}", ann.data);
+    let list = recipients(&app, id).await;
+    let got: Vec<(&str, &str)> = list
+        .iter()
+        .map(|r| {
+            (
+                r["external_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("ann", "sent"), ("bob", "sent")]);
+    assert_eq!(list[0]["address"], "ann@example.com");
+
+    // A second send is refused and changes nothing.
+    let r = app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(recipients(&app, id).await.len(), 2);
+    assert_eq!(inbox.lock().unwrap().len(), 2);
+}
+
+pub async fn opening_the_pixel_moves_the_contact_into_mail_open_occurred_and_links_work(
+    mut app: TestApp,
+) {
+    let (port, inbox) = smtp_sink().await;
+    deliver_to(&mut app, port, None).await;
+    let warsaw = email_setup(&app).await;
+    let opened = app
+        .create_segment(
+            "Opened",
+            json!({"system_event": "MailOpen", "op": "occurred"}),
+        )
+        .await;
+    let not_opened = app
+        .create_segment(
+            "Not opened",
+            json!({"system_event": "MailOpen", "op": "not_occurred"}),
+        )
+        .await;
+    let clicked = app
+        .create_segment(
+            "Clicked",
+            json!({"system_event": "MailClick", "op": "occurred"}),
+        )
+        .await;
+    let now = "2100-01-01T00:00:00Z";
+    assert!(
+        app.members(not_opened, now)
+            .await
+            .contains(&"ann".to_owned())
+    );
+    assert!(
+        maintained_members(&app, not_opened)
+            .await
+            .contains(&"ann".to_owned())
+    );
+    let id = create_campaign(&app, email_campaign(vec![warsaw], vec![])).await;
+    app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    wait_sent(&app, id).await;
+    let ann = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.to[0] == "ann@example.com")
+        .unwrap()
+        .clone();
+
+    let pixel = link(&ann.data, "o");
+    let r = app.client.get(&pixel).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    // Maintained membership (no `as_of`) moved at once.
+    assert_eq!(maintained_members(&app, opened).await, ["ann"]);
+    assert!(
+        !maintained_members(&app, not_opened)
+            .await
+            .contains(&"ann".to_owned())
+    );
+    let later = "2100-01-01T00:00:00Z";
+    assert_eq!(app.members(opened, later).await, ["ann"]);
+    assert!(
+        !app.members(not_opened, later)
+            .await
+            .contains(&"ann".to_owned())
+    );
+    assert!(
+        app.members(not_opened, later)
+            .await
+            .contains(&"bob".to_owned())
+    );
+
+    let click = link(&ann.data, "c");
+    let r = no_redirects().get(&click).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://shop.example/sale?sd="),
+        "{location}"
+    );
+    assert_eq!(app.members(clicked, later).await, ["ann"]);
+    let ann_id = app
+        .store
+        .contact(app.account.id, "ann")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let events = app
+        .store
+        .contact_events(app.account.id, ann_id)
+        .await
+        .unwrap();
+    let recorded: Vec<(String, Option<String>, Option<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            segmentd_store::EventBody::System {
+                kind,
+                campaign,
+                url,
+            } => Some((format!("{kind:?}"), campaign.clone(), url.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("MailOpen".to_owned(), Some(id.to_string()), None),
+            (
+                "MailClick".to_owned(),
+                Some(id.to_string()),
+                Some("https://shop.example/sale".to_owned())
+            ),
+        ]
+    );
+
+    let unsubscribe = link(&ann.data, "u");
+    let r = app.client.get(&unsubscribe).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let contact: Value = app.get("/contacts/ann").await.json().await.unwrap();
+    assert_eq!(contact["channels"]["email"], "unsubscribed", "{contact}");
+}
+
+pub async fn forged_or_altered_links_are_not_found_and_record_nothing(mut app: TestApp) {
+    let (port, inbox) = smtp_sink().await;
+    deliver_to(&mut app, port, None).await;
+    let warsaw = email_setup(&app).await;
+    let opened = app
+        .create_segment(
+            "Opened",
+            json!({"system_event": "MailOpen", "op": "occurred"}),
+        )
+        .await;
+    let id = create_campaign(&app, email_campaign(vec![warsaw], vec![])).await;
+    app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    wait_sent(&app, id).await;
+    let data = inbox.lock().unwrap()[0].data.clone();
+    let pixel = link(&data, "o");
+    let click = link(&data, "c");
+    let (head, sig) = pixel.rsplit_once('/').unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    let forged = [
+        format!("{head}/{flipped}{}", &sig[1..]),
+        format!("{head}/"),
+        // Another contact, same signature.
+        {
+            let parts: Vec<&str> = head.rsplitn(2, '/').collect();
+            format!("{}/999999/{sig}", parts[1])
+        },
+        click.replace("shop.example", "evil.example"),
+        click.replace("/t/c/", "/t/o/"),
+        pixel.replace("/t/o/", "/t/u/"),
+    ];
+    for url in forged {
+        let r = no_redirects().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{url}");
+    }
+    assert_eq!(app.count(opened, "2100-01-01T00:00:00Z").await, 0);
+    let contact: Value = app.get("/contacts/ann").await.json().await.unwrap();
+    assert_eq!(contact["channels"]["email"], "subscribed", "{contact}");
+}
+
+pub async fn sms_and_push_go_to_the_provider_as_json_and_their_links_record_clicks(
+    mut app: TestApp,
+) {
+    let (url, hooks) = webhook_receiver().await;
+    deliver_to(&mut app, 1, Some(&url)).await;
+    app.create_field("first_name", "text").await;
+    app.upsert(json!([
+        {"external_id": "ann", "phone": "+48500100200", "channels": {"push_tokens": ["tok-1"]}, "fields": {"first_name": "Ann"}},
+        {"external_id": "bob", "fields": {"first_name": "Bob"}},
+    ]))
+    .await;
+    let all = app
+        .create_segment("Named", json!({"field": "first_name", "op": "has_value"}))
+        .await;
+    let sms_clicked = app
+        .create_segment(
+            "SMS clicked",
+            json!({"system_event": "SmsClick", "op": "occurred"}),
+        )
+        .await;
+    let push_clicked = app
+        .create_segment(
+            "Push clicked",
+            json!({"system_event": "PushClick", "op": "occurred"}),
+        )
+        .await;
+    let sms = create_campaign(
+        &app,
+        json!({"name": "Text", "channel": "sms", "targets": [all],
+               "content": {"text": "Hi {{first_name}}: https://shop.example/s"}}),
+    )
+    .await;
+    let push = create_campaign(
+        &app,
+        json!({"name": "Push", "channel": "push", "targets": [all],
+               "content": {"title": "Hi {{first_name}}", "body": "New", "link": "https://shop.example/p"}}),
+    )
+    .await;
+    let preview: Value = app
+        .post(&format!("/campaigns/{sms}/preview"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["recipients"], 1);
+    assert_eq!(preview["excluded"]["no_address"], 1);
+    for id in [sms, push] {
+        let r = app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        wait_sent(&app, id).await;
+    }
+    let got = hooks.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let text = got.iter().find(|h| h.get("text").is_some()).unwrap();
+    assert_eq!(text["to"], "+48500100200");
+    assert_eq!(text["contact"], "ann");
+    let body = text["text"].as_str().unwrap();
+    assert!(body.starts_with("Hi Ann: http"), "{body}");
+    let r = no_redirects().get(link(body, "c")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://shop.example/s?sd="),
+        "{location}"
+    );
+    let note = got.iter().find(|h| h.get("tokens").is_some()).unwrap();
+    assert_eq!(note["tokens"], json!(["tok-1"]));
+    assert_eq!(note["title"], "Hi Ann");
+    let r = no_redirects()
+        .get(note["link"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let later = "2100-01-01T00:00:00Z";
+    assert_eq!(app.members(sms_clicked, later).await, ["ann"]);
+    assert_eq!(app.members(push_clicked, later).await, ["ann"]);
+}
+
+pub async fn a_restart_mid_send_resumes_without_sending_anyone_twice(mut app: TestApp) {
+    let warsaw = email_setup(&app).await;
+    let id = create_campaign(&app, email_campaign(vec![warsaw], vec![])).await;
+    // A crash mid-send, as the store would have it: recipients frozen, ann delivered,
+    // bob in flight, fay still queued.
+    let store = app.store.clone();
+    let account = app.account.id;
+    let contacts = store
+        .contacts_by_external_ids(account, &["ann".into(), "bob".into(), "fay".into()])
+        .await
+        .unwrap();
+    let frozen: Vec<NewRecipient> = contacts
+        .iter()
+        .map(|c| NewRecipient {
+            contact_id: c.id,
+            external_id: c.external_id.clone(),
+            address: c.email.clone().unwrap(),
+        })
+        .collect();
+    let now = jiff::Timestamp::now();
+    assert!(
+        store
+            .freeze_campaign(account, id, &frozen, &json!({}), now)
+            .await
+            .unwrap()
+    );
+    store
+        .update_recipient(
+            account,
+            id,
+            contacts[0].id,
+            RecipientStatus::Sent,
+            None,
+            1,
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .update_recipient(
+            account,
+            id,
+            contacts[1].id,
+            RecipientStatus::Sending,
+            None,
+            1,
+            now,
+        )
+        .await
+        .unwrap();
+
+    let (port, inbox) = smtp_sink().await;
+    deliver_to(&mut app, port, None).await;
+    wait_sent(&app, id).await;
+    let to: Vec<String> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.to[0].clone())
+        .collect();
+    assert_eq!(to, ["fay@example.com"]);
+    let list = recipients(&app, id).await;
+    let got: Vec<(&str, &str)> = list
+        .iter()
+        .map(|r| {
+            (
+                r["external_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("ann", "sent"), ("bob", "failed"), ("fay", "sent")]);
+    assert!(list[1]["reason"].as_str().unwrap().contains("interrupted"));
+
+    // Another restart sends nothing more.
+    deliver_to(&mut app, port, None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(inbox.lock().unwrap().len(), 1);
+}
+
+pub async fn bad_campaigns_are_refused_with_their_paths(app: TestApp) {
+    let r = app
+        .post(
+            "/campaigns",
+            &json!({"name": "", "channel": "fax", "content": {}, "targets": [], "extra": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post(
+            "/campaigns",
+            &json!({"name": "", "channel": "fax", "content": {}, "targets": [12345]}),
+        )
+        .await;
+    crate::helpers::assert_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["name", "channel", "targets[0]"],
+    )
+    .await;
+    let seg = app
+        .create_segment("All", json!({"field": "email", "op": "has_value"}))
+        .await;
+    let r = app
+        .post(
+            "/campaigns",
+            &json!({"name": "E", "channel": "email", "content": {"from": "nope", "subject": "s"}, "targets": [seg]}),
+        )
+        .await;
+    crate::helpers::assert_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["content", "content.from"],
+    )
+    .await;
+    assert_eq!(
+        app.get("/campaigns/999").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let list: Value = app.get("/campaigns").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+    // Another account's campaign is not found.
+    let id = create_campaign(
+        &app,
+        json!({"name": "S", "channel": "sms", "content": {"text": "hi"}, "targets": [seg]}),
+    )
+    .await;
+    let (_, other) = app.other_account().await;
+    let r = app
+        .send_as(
+            &other,
+            reqwest::Method::GET,
+            &format!("/campaigns/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .send_as(
+            &other,
+            reqwest::Method::POST,
+            &format!("/campaigns/{id}/send"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+pub async fn a_scheduled_campaign_is_sent_by_itself_when_due(mut app: TestApp) {
+    let (url, hooks) = webhook_receiver().await;
+    deliver_to(&mut app, 1, Some(&url)).await;
+    app.upsert(json!([{"external_id": "ann", "phone": "+48500100200"}]))
+        .await;
+    let all = app
+        .create_segment("Phones", json!({"field": "phone", "op": "has_value"}))
+        .await;
+    let due = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
+    let id = create_campaign(
+        &app,
+        json!({"name": "Later", "channel": "sms", "targets": [all],
+               "content": {"text": "Hi"}, "scheduled_at": due.to_string()}),
+    )
+    .await;
+    let c: Value = app
+        .get(&format!("/campaigns/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["status"], "scheduled");
+    assert!(hooks.lock().unwrap().is_empty());
+    let sent = wait_sent(&app, id).await;
+    let frozen: jiff::Timestamp = sent["frozen_at"].as_str().unwrap().parse().unwrap();
+    assert!(frozen >= due, "{frozen} is before {due}");
+    assert_eq!(hooks.lock().unwrap().len(), 1);
+}
+
+pub async fn a_click_hands_the_site_a_token_whose_page_views_become_visits(mut app: TestApp) {
+    let (port, inbox) = smtp_sink().await;
+    deliver_to(&mut app, port, None).await;
+    let warsaw = email_setup(&app).await;
+    let pricing = app
+        .create_segment(
+            "Saw pricing",
+            json!({"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred"}),
+        )
+        .await;
+    let id = create_campaign(&app, email_campaign(vec![warsaw], vec![])).await;
+    app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    wait_sent(&app, id).await;
+    let data = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.to[0] == "ann@example.com")
+        .unwrap()
+        .data
+        .clone();
+    let r = no_redirects().get(link(&data, "c")).send().await.unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let token = location.split("sd=").nth(1).unwrap().to_owned();
+
+    let r = app
+        .client
+        .get(format!("{}/t/s.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(r.text().await.unwrap().contains("localStorage"));
+
+    let beacon = |token: String, url: &str| {
+        app.client
+            .post(format!("{}/t/v", app.address))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(json!({"token": token, "url": url}).to_string())
+            .send()
+    };
+    // Forged tokens record nothing.
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    for bad in [
+        format!("{head}.{flipped}{}", &sig[1..]),
+        "1.1".to_owned(),
+        "nonsense".to_owned(),
+    ] {
+        let r = beacon(bad, "https://shop.example/pricing").await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    assert!(maintained_members(&app, pricing).await.is_empty());
+
+    let r = beacon(token, "https://shop.example/pricing?plan=pro")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(maintained_members(&app, pricing).await, ["ann"]);
+}
+
+pub async fn required_starttls_refuses_a_server_without_it_and_each_failure_is_kept(
+    mut app: TestApp,
+) {
+    let (port, inbox) = smtp_sink().await;
+    let delivery = DeliverySettings {
+        smtp_host: "localhost".into(),
+        smtp_port: port,
+        smtp_tls: segmentd::settings::SmtpTls::Starttls,
+        retry_backoff: Duration::from_millis(10),
+        ..DeliverySettings::default()
+    };
+    let server = Application::with_store_and_delivery(
+        app.store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        delivery,
+    )
+    .await
+    .unwrap();
+    app.address = format!("http://127.0.0.1:{}", server.port());
+    tokio::spawn(server.run_until_stopped());
+    let warsaw = email_setup(&app).await;
+    let id = create_campaign(&app, email_campaign(vec![warsaw], vec![])).await;
+    app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    wait_sent(&app, id).await;
+    assert!(inbox.lock().unwrap().is_empty());
+    for r in recipients(&app, id).await {
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(r["reason"].as_str().unwrap().starts_with("smtp"), "{r}");
+        assert!(r["attempts"].as_u64().unwrap() >= 1, "{r}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Campaign rows as both backends read them, and their decoding.
+
+use crate::common::from_ms;
+use crate::*;
+
+pub(crate) const CAMPAIGN_COLUMNS: &str = "id, account_id, name, channel, content, targets, exclusions, status, \
+     scheduled_at, created_at, frozen_at, sent_at, excluded";
+
+pub(crate) const RECIPIENT_COLUMNS: &str =
+    "contact_id, external_id, address, status, reason, attempts";
+
+pub(crate) struct CampaignRow {
+    id: i64,
+    account_id: i64,
+    name: String,
+    channel: String,
+    content: String,
+    targets: String,
+    exclusions: String,
+    status: String,
+    scheduled_at: Option<i64>,
+    created_at: i64,
+    frozen_at: Option<i64>,
+    sent_at: Option<i64>,
+    excluded: Option<String>,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for CampaignRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(CampaignRow {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            name: row.try_get("name")?,
+            channel: row.try_get("channel")?,
+            content: row.try_get("content")?,
+            targets: row.try_get("targets")?,
+            exclusions: row.try_get("exclusions")?,
+            status: row.try_get("status")?,
+            scheduled_at: row.try_get("scheduled_at")?,
+            created_at: row.try_get("created_at")?,
+            frozen_at: row.try_get("frozen_at")?,
+            sent_at: row.try_get("sent_at")?,
+            excluded: row.try_get("excluded")?,
+        })
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("campaign {what}: {e}")))
+}
+
+fn opt_ms(ms: Option<i64>) -> Result<Option<jiff::Timestamp>> {
+    ms.map(from_ms).transpose()
+}
+
+impl CampaignRow {
+    pub fn decode(self) -> Result<Campaign> {
+        Ok(Campaign {
+            id: self.id,
+            account_id: self.account_id,
+            name: self.name,
+            channel: Channel::parse(&self.channel)
+                .ok_or_else(|| StoreError::Corrupt(format!("campaign channel {}", self.channel)))?,
+            content: json(&self.content, "content")?,
+            targets: json(&self.targets, "targets")?,
+            exclusions: json(&self.exclusions, "exclusions")?,
+            status: CampaignStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("campaign status {}", self.status)))?,
+            scheduled_at: opt_ms(self.scheduled_at)?,
+            created_at: from_ms(self.created_at)?,
+            frozen_at: opt_ms(self.frozen_at)?,
+            sent_at: opt_ms(self.sent_at)?,
+            excluded: self
+                .excluded
+                .as_deref()
+                .map(|t| json(t, "excluded"))
+                .transpose()?,
+        })
+    }
+}
+
+pub(crate) struct RecipientRow {
+    contact_id: i64,
+    external_id: String,
+    address: String,
+    status: String,
+    reason: Option<String>,
+    attempts: i64,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for RecipientRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(RecipientRow {
+            contact_id: row.try_get("contact_id")?,
+            external_id: row.try_get("external_id")?,
+            address: row.try_get("address")?,
+            status: row.try_get("status")?,
+            reason: row.try_get("reason")?,
+            attempts: row.try_get("attempts")?,
+        })
+    }
+}
+
+impl RecipientRow {
+    pub fn decode(self) -> Result<Recipient> {
+        Ok(Recipient {
+            contact_id: self.contact_id,
+            external_id: self.external_id,
+            address: self.address,
+            status: RecipientStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("recipient status {}", self.status)))?,
+            reason: self.reason,
+            attempts: u32::try_from(self.attempts.max(0)).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+pub(crate) fn to_json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
