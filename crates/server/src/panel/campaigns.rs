@@ -75,6 +75,10 @@ fn new_form(s: &SignedIn, segments: &[segmentd_store::Segment], error: Option<&s
                 p { label for="c-link" { "Link" } input id="c-link" name="link" type="url"; }
             }
             p.hint { "Use {{field}} for a contact's field, {{email}}, {{phone}}, {{external_id}}, and {{unsubscribe_url}} in e-mails." }
+            p {
+                label for="c-scheduled" { "Send at (optional; your account's time, empty: send by hand)" }
+                input id="c-scheduled" name="scheduled_at" type="datetime-local";
+            }
             p { button.primary type="submit" id="create-campaign" { "Create campaign" } }
         }
     }
@@ -119,8 +123,20 @@ async fn render_list(state: &AppState, s: &SignedIn, error: Option<&str>) -> Res
     )
 }
 
+/// A `datetime-local` value (`2026-12-01T09:30`, no offset) read in the account's time
+/// zone, as the API's RFC 3339 `scheduled_at`. Anything else is passed on as written so
+/// the API names the problem.
+fn scheduled_at(local: &str, zone: &jiff::tz::TimeZone) -> String {
+    local
+        .parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| zone.to_timestamp(dt).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| local.to_owned())
+}
+
 /// The form, as a campaign of the API: the fields of the chosen channel only.
-fn campaign_json(pairs: &[(String, String)]) -> Value {
+fn campaign_json(pairs: &[(String, String)], zone: &jiff::tz::TimeZone) -> Value {
     let one = |key: &str| {
         pairs
             .iter()
@@ -147,13 +163,17 @@ fn campaign_json(pairs: &[(String, String)]) -> Value {
             content.insert((*key).to_owned(), Value::String(v));
         }
     }
-    json!({
+    let mut campaign = json!({
         "name": one("name").unwrap_or_default(),
         "channel": channel,
         "content": content,
         "targets": ids("target"),
         "exclusions": ids("exclusion"),
-    })
+    });
+    if let Some(local) = one("scheduled_at") {
+        campaign["scheduled_at"] = Value::String(scheduled_at(&local, zone));
+    }
+    campaign
 }
 
 pub async fn create(
@@ -169,7 +189,8 @@ pub async fn create(
     if !s.csrf_ok(csrf) {
         return forbidden();
     }
-    let body: CampaignIn = match serde_json::from_value(campaign_json(&pairs)) {
+    let zone = jiff::tz::TimeZone::get(&s.account.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let body: CampaignIn = match serde_json::from_value(campaign_json(&pairs, &zone)) {
         Ok(b) => b,
         Err(e) => return render_list(&state, &s, Some(&e.to_string())).await,
     };
@@ -320,4 +341,23 @@ pub async fn send(
         return e.into_response();
     }
     Redirect::to(&format!("/panel/campaigns/{id}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scheduled_at;
+
+    #[test]
+    fn a_local_send_time_is_read_in_the_accounts_time_zone() {
+        let warsaw = jiff::tz::TimeZone::get("Europe/Warsaw").expect("zone");
+        let cases = [
+            ("2026-12-01T09:30", "2026-12-01T08:30:00Z"), // winter: UTC+1
+            ("2026-07-01T09:30", "2026-07-01T07:30:00Z"), // summer: UTC+2
+            ("2026-07-01T09:30:15", "2026-07-01T07:30:15Z"),
+            ("tomorrow", "tomorrow"), // the API will name the problem
+        ];
+        for (local, want) in cases {
+            assert_eq!(scheduled_at(local, &warsaw), want, "{local}");
+        }
+    }
 }

@@ -578,4 +578,30 @@ async fn a_campaign_is_created_previewed_and_sent_from_the_panel() {
             .collect::<Vec<_>>(),
         ["+48500000001", "+48500000002"]
     );
+
+    // A campaign scheduled from the form: the local time is read in the account's zone
+    // (UTC here) and the campaign waits for it.
+    let mut scheduled = form(&s.csrf);
+    scheduled[1].1 = "Later".to_owned();
+    scheduled.push(("scheduled_at", "2099-01-02T03:04".to_owned()));
+    let r = app
+        .req(Method::POST, "/panel/campaigns", Some(&s))
+        .form(&scheduled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let later = app
+        .store
+        .campaigns(account.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "Later")
+        .unwrap();
+    assert_eq!(
+        later.scheduled_at.map(|t| t.to_string()),
+        Some("2099-01-02T03:04:00Z".to_owned())
+    );
+    assert_eq!(later.status.as_str(), "scheduled");
 }
