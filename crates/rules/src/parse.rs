@@ -511,6 +511,25 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// Parses every item of a list with `item`, even after one fails, so that all problems
+    /// are reported; the list only when every item parsed.
+    fn each<T>(
+        &mut self,
+        items: &[Value],
+        path: &Path,
+        mut item: impl FnMut(&mut Self, &Value, &Path) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (i, json) in items.iter().enumerate() {
+            match item(self, json, &path.index(i)) {
+                Some(parsed) => out.push(parsed),
+                None => complete = false,
+            }
+        }
+        complete.then_some(out)
+    }
+
     fn issue(&mut self, path: &Path, message: impl Into<String>) {
         self.issues.push(Issue::new(path.0.clone(), message));
     }
@@ -668,16 +687,7 @@ impl Parser<'_> {
                 return None;
             }
         };
-        // Every child is checked, even after one fails, so that all problems are found.
-        let mut children = Vec::with_capacity(items.len());
-        let mut complete = true;
-        for (i, item) in items.iter().enumerate() {
-            match self.rule(item, &path.index(i), depth + 1) {
-                Some(child) => children.push(child),
-                None => complete = false,
-            }
-        }
-        complete.then_some(children)
+        self.each(items, &path, |p, item, at| p.rule(item, at, depth + 1))
     }
 
     fn not(&mut self, obj: &Map<String, Value>, path: &Path, depth: usize) -> Option<Rule> {
@@ -864,15 +874,7 @@ impl Parser<'_> {
                 return None;
             }
         };
-        let mut texts = Vec::with_capacity(items.len());
-        let mut complete = true;
-        for (i, item) in items.iter().enumerate() {
-            match self.text(item, &path.index(i)) {
-                Some(text) => texts.push(text),
-                None => complete = false,
-            }
-        }
-        complete.then_some(texts)
+        self.each(items, path, Self::text)
     }
 
     fn number(&mut self, json: &Value, path: &Path) -> Option<f64> {
@@ -1235,15 +1237,7 @@ impl Parser<'_> {
             );
             return None;
         };
-        let mut conditions = Vec::with_capacity(items.len());
-        let mut complete = true;
-        for (i, item) in items.iter().enumerate() {
-            match self.property_condition(item, &path.index(i)) {
-                Some(condition) => conditions.push(condition),
-                None => complete = false,
-            }
-        }
-        complete.then_some(conditions)
+        self.each(items, path, Self::property_condition)
     }
 
     fn property_condition(&mut self, json: &Value, path: &Path) -> Option<PropertyCondition> {
