@@ -84,6 +84,9 @@ pub enum BenchCommand {
         events: usize,
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
+        /// Clients sending batches at once.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
     },
 }
 
@@ -203,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     contacts,
                     events,
                     batch,
+                    clients,
                 },
         } => {
             let mut settings = Settings::resolve(&settings)?;
@@ -211,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 contacts,
                 events,
                 batch: batch.clamp(1, 10_000),
+                clients: clients.clamp(1, 64),
             };
             crate::bench::run_ingest(&settings, &bench).await?.print();
         }

@@ -426,27 +426,23 @@ impl Evaluator for EngineEvaluator {
         .await
     }
 
-    async fn events_added(&self, account: &Account, events: &[NewEvent]) -> Result<(), EvalError> {
-        let names: Vec<String> = events
-            .iter()
-            .map(|e| e.contact.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // Only ids are needed here: no need to read and decode whole contacts.
-        let by_external = self.store.contact_ids(account.id, &names).await?;
-        let known = by_external
-            .iter()
-            .map(|(ext, id)| (*id, ext.clone()))
-            .collect();
+    async fn events_added(
+        &self,
+        account: &Account,
+        events: Vec<NewEvent>,
+        contacts: &[ContactId],
+    ) -> Result<(), EvalError> {
+        // The store resolved every contact already; its ids come in batch order.
+        let newest = events.iter().map(|e| e.timestamp).max();
+        let mut known = HashMap::with_capacity(events.len());
         let converted: Vec<(ContactId, Event)> = events
-            .iter()
-            .filter_map(|e| {
-                let id = *by_external.get(&e.contact)?;
-                Some((id, event(e.client_id.clone(), e.timestamp, e.body.clone())))
+            .into_iter()
+            .zip(contacts.iter().copied())
+            .map(|(e, id)| {
+                known.entry(id).or_insert(e.contact);
+                (id, event(e.client_id, e.timestamp, e.body))
             })
             .collect();
-        let newest = events.iter().map(|e| e.timestamp).max();
         self.write(account, newest, &known, |index| {
             Ok(index.add_events(converted.iter().map(|(c, e)| (*c, e))))
         })

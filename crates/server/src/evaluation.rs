@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use segmentd_rules::{ContactData, CustomEvent, Rule, SegmentId, SystemEvent, Visit};
-use segmentd_store::{Account, Contact, EventBody, NewEvent, StoreError};
+use segmentd_store::{Account, Contact, ContactId, EventBody, NewEvent, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -81,10 +81,13 @@ pub trait Evaluator: Send + Sync + 'static {
     ) -> Result<(), EvalError> {
         Ok(())
     }
+    /// `contacts` holds the stored id of each event's contact, in batch order, as the
+    /// store resolved them (`InsertOutcome::contacts`).
     async fn events_added(
         &self,
         _account: &Account,
-        _events: &[NewEvent],
+        _events: Vec<NewEvent>,
+        _contacts: &[ContactId],
     ) -> Result<(), EvalError> {
         Ok(())
     }

@@ -199,11 +199,18 @@ async fn record(
             url,
         },
     }];
-    if let Err(e) = state.store.insert_events(account.id, &batch).await {
-        tracing::warn!(error = %e, "recording a tracking event failed");
-        return;
-    }
-    if let Err(e) = state.evaluator.events_added(account, &batch).await {
+    let outcome = match state.store.insert_events(account.id, &batch).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(error = %e, "recording a tracking event failed");
+            return;
+        }
+    };
+    if let Err(e) = state
+        .evaluator
+        .events_added(account, batch.into(), &outcome.contacts)
+        .await
+    {
         tracing::warn!(error = %e, "indexing a tracking event failed");
     }
 }
@@ -354,11 +361,18 @@ async fn visit(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
         timestamp: state.clock.now(),
         body: EventBody::Visit { url: v.url },
     }];
-    if let Err(e) = state.store.insert_events(account.id, &batch).await {
-        tracing::warn!(error = %e, "recording a visit failed");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "try again later").into_response();
-    }
-    if let Err(e) = state.evaluator.events_added(&account, &batch).await {
+    let outcome = match state.store.insert_events(account.id, &batch).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(error = %e, "recording a visit failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "try again later").into_response();
+        }
+    };
+    if let Err(e) = state
+        .evaluator
+        .events_added(&account, batch.into(), &outcome.contacts)
+        .await
+    {
         tracing::warn!(error = %e, "indexing a visit failed");
     }
     StatusCode::NO_CONTENT.into_response()

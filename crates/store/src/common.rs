@@ -309,6 +309,15 @@ where
 pub(crate) const EVENT_COLUMNS: &str =
     "contact_id, kind, name, ts, campaign, url, properties, client_id";
 
+/// [`EVENT_COLUMNS`], each qualified by `table`, for queries that join events.
+pub(crate) fn prefixed_event_columns(table: &str) -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|column| format!("{table}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl EventRow {
     pub fn decode(self) -> Result<StoredEvent> {
         let corrupt = |what: &str| {

@@ -168,10 +168,13 @@ pub struct StoredEvent {
     pub body: EventBody,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InsertOutcome {
     pub accepted: u64,
     pub duplicates: u64,
+    /// The stored id of each event's contact, in batch order: resolved once here so
+    /// that the caller's index need not look the external ids up again.
+    pub contacts: Vec<ContactId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -439,6 +439,10 @@ impl Store for PostgresStore {
         Ok(InsertOutcome {
             accepted,
             duplicates: n as u64 - accepted,
+            contacts: batch
+                .iter()
+                .map(|e| contact_ids.get(&e.contact).copied().unwrap_or_default())
+                .collect(),
         })
     }
 

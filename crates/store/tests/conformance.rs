@@ -59,6 +59,7 @@ conformance!(
     duplicate_client_ids_are_counted_and_the_first_event_stays,
     an_event_batch_naming_unknown_contacts_stores_nothing,
     a_batch_of_ten_thousand_events_is_stored_in_one_call,
+    a_contacts_timeline_spans_every_stored_event_and_goes_with_the_contact,
     empty_batches_store_nothing,
     segments_are_created_read_updated_and_deleted,
     segment_names_conflict_case_insensitively,
@@ -650,13 +651,7 @@ async fn deleting_a_contact_removes_its_events(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 1,
-            duplicates: 0
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (1, 0));
 }
 
 async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: Ctx) {
@@ -714,13 +709,7 @@ async fn events_of_all_three_kinds_round_trip_with_millisecond_timestamps(ctx: C
         batch.push(e);
     }
     let out = s.insert_events(a.id, &batch).await.unwrap();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 8,
-            duplicates: 0
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (8, 0));
 
     let all = s.all_events(a.id).await.unwrap();
     assert_eq!(all.len(), 8);
@@ -785,13 +774,7 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 4,
-            duplicates: 1
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (4, 1));
 
     let out = s
         .insert_events(
@@ -806,13 +789,7 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 1,
-            duplicates: 3
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (1, 3));
 
     let all = s.all_events(a.id).await.unwrap();
     assert_eq!(
@@ -833,13 +810,7 @@ async fn duplicate_client_ids_are_counted_and_the_first_event_stays(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 1,
-            duplicates: 0
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (1, 0));
 }
 
 async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
@@ -886,13 +857,42 @@ async fn an_event_batch_naming_unknown_contacts_stores_nothing(ctx: Ctx) {
         )
         .await
         .unwrap();
+    assert_eq!((out.accepted, out.duplicates), (1, 0));
+}
+
+/// 70,000 events cross the SQLite store's 65,536-event index buckets (migration 0005):
+/// a timeline must read every bucket, and deleting a contact must empty all of them.
+async fn a_contacts_timeline_spans_every_stored_event_and_goes_with_the_contact(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let names = ["ann", "bob", "cy"];
+    let contacts: Vec<ContactUpsert> = names.iter().map(|n| contact(n)).collect();
+    s.upsert_contacts(a.id, &contacts).await.unwrap();
+    for start in (0..70_000).step_by(10_000) {
+        let batch: Vec<NewEvent> = (start..start + 10_000)
+            .map(|i| visit(names[(i % 3) as usize], None, i, "https://example.com/"))
+            .collect();
+        s.insert_events(a.id, &batch).await.unwrap();
+    }
+    let ids = s
+        .contact_ids(a.id, &names.map(str::to_owned))
+        .await
+        .unwrap();
+    for (k, name) in names.iter().enumerate() {
+        let timeline = s.contact_events(a.id, ids[*name]).await.unwrap();
+        let expected: Vec<Timestamp> = (0..70_000).filter(|i| i % 3 == k as i64).map(ts).collect();
+        let got: Vec<Timestamp> = timeline.iter().map(|e| e.timestamp).collect();
+        assert_eq!(got.len(), expected.len(), "{name}");
+        assert_eq!(got, expected, "{name}: in arrival order");
+    }
+    assert!(s.delete_contact(a.id, "bob").await.unwrap());
+    assert!(s.contact_events(a.id, ids["bob"]).await.unwrap().is_empty());
+    assert_eq!(s.all_events(a.id).await.unwrap().len(), 70_000 - 23_333);
     assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 1,
-            duplicates: 0
-        }
+        s.contact_events(a.id, ids["ann"]).await.unwrap().len(),
+        23_334
     );
+    assert!(!s.delete_contact(a.id, "bob").await.unwrap());
 }
 
 async fn a_batch_of_ten_thousand_events_is_stored_in_one_call(ctx: Ctx) {
@@ -914,24 +914,18 @@ async fn a_batch_of_ten_thousand_events_is_stored_in_one_call(ctx: Ctx) {
     let started = Instant::now();
     let out = s.insert_events(a.id, &batch).await.unwrap();
     let first = started.elapsed();
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 10_000,
-            duplicates: 0
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (10_000, 0));
+    // Each event's contact comes back resolved, in batch order, for the caller's index.
+    let names: Vec<String> = (0..1_000).map(|i| format!("c{i}")).collect();
+    let ids = s.contact_ids(a.id, &names).await.unwrap();
+    let expected: Vec<_> = batch.iter().map(|e| ids[&e.contact]).collect();
+    assert_eq!(out.contacts, expected);
     let started = Instant::now();
     let out = s.insert_events(a.id, &batch).await.unwrap();
     let again = started.elapsed();
     // Visits carry no client id, so they are stored again.
-    assert_eq!(
-        out,
-        InsertOutcome {
-            accepted: 3_333,
-            duplicates: 6_667
-        }
-    );
+    assert_eq!((out.accepted, out.duplicates), (3_333, 6_667));
+    assert_eq!(out.contacts, expected);
     visible(&format!(
         "{}: 10,000 events inserted in {first:?}, re-sent in {again:?}",
         s.backend()

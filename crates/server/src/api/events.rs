@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::api::contacts::MAX_BATCH;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, parse_value};
+use crate::extract::{ApiBytes, parse_json_fast, parse_value};
 use crate::state::AppState;
 
 const MAX_ID_CHARS: usize = 200;
@@ -27,6 +27,13 @@ pub struct EventBatch {
     /// At most 10,000 events.
     #[schema(value_type = Vec<EventIn>)]
     pub events: Vec<serde_json::Value>,
+}
+
+/// The same batch, typed all the way down, for the fast path (see `parse_json_fast`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypedEventBatch {
+    events: Vec<EventIn>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,24 +71,31 @@ pub struct Accepted {
     pub duplicates: u64,
 }
 
-fn check_text(value: &str, path: String, what: &str, max: usize, issues: &mut Vec<Issue>) {
+/// Where an item's key is, as `(item path, key)`: formatted only for an issue.
+type At<'a> = (&'a str, &'a str);
+
+fn at((item, key): At) -> String {
+    format!("{item}.{key}")
+}
+
+fn check_text(value: &str, path: At, what: &str, max: usize, issues: &mut Vec<Issue>) {
     let n = value.chars().count();
     if n == 0 || n > max {
         issues.push(Issue::new(
-            path,
+            at(path),
             format!("expected {what} of 1 to {max} characters"),
         ));
     }
 }
 
 /// Timestamps are kept to the millisecond (see docs/semantics.md).
-fn timestamp(value: &str, path: String, issues: &mut Vec<Issue>) -> Timestamp {
+fn timestamp(value: &str, path: At, issues: &mut Vec<Issue>) -> Timestamp {
     match parse_timestamp(value).and_then(|t| Timestamp::from_millisecond(t.as_millisecond()).ok())
     {
         Some(t) => t,
         None => {
             issues.push(Issue::new(
-                path,
+                at(path),
                 "expected an RFC 3339 timestamp with an offset, e.g. 2026-01-31T12:00:00Z",
             ));
             Timestamp::UNIX_EPOCH
@@ -89,8 +103,27 @@ fn timestamp(value: &str, path: String, issues: &mut Vec<Issue>) -> Timestamp {
     }
 }
 
+/// Counts bytes written, to measure serialized JSON without keeping it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<Issue>> {
     let event: EventIn = parse_value(item, path).map_err(|i| vec![i])?;
+    check_event(event, path)
+}
+
+/// The checks serde's types cannot express: lengths, the system event's name, the
+/// timestamp's syntax.
+fn check_event(event: EventIn, path: &str) -> Result<NewEvent, Vec<Issue>> {
     let mut issues = Vec::new();
     let (client_id, contact, ts, body) = match event {
         EventIn::System {
@@ -104,27 +137,21 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
             let kind = SystemEventKind::parse(&event);
             if kind.is_none() {
                 issues.push(Issue::new(
-                    format!("{path}.event"),
+                    at((path, "event")),
                     "expected one of \"MailOpen\", \"MailClick\", \"SmsClick\", \"PushClick\"",
                 ));
             }
             if let Some(c) = &campaign {
                 check_text(
                     c,
-                    format!("{path}.campaign"),
+                    (path, "campaign"),
                     "a campaign id",
                     MAX_CAMPAIGN_CHARS,
                     &mut issues,
                 );
             }
             if let Some(u) = &url {
-                check_text(
-                    u,
-                    format!("{path}.url"),
-                    "a URL",
-                    MAX_URL_CHARS,
-                    &mut issues,
-                );
+                check_text(u, (path, "url"), "a URL", MAX_URL_CHARS, &mut issues);
             }
             let body = EventBody::System {
                 kind: kind.unwrap_or(SystemEventKind::MailOpen),
@@ -142,18 +169,19 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
         } => {
             check_text(
                 &name,
-                format!("{path}.name"),
+                (path, "name"),
                 "an event name",
                 MAX_EVENT_NAME_CHARS,
                 &mut issues,
             );
             let properties = properties.unwrap_or_default();
-            let size = serde_json::to_vec(&properties)
-                .map(|v| v.len())
+            let mut size = ByteCount(0);
+            let size = serde_json::to_writer(&mut size, &properties)
+                .map(|()| size.0)
                 .unwrap_or(usize::MAX);
             if size > MAX_PROPERTIES_BYTES {
                 issues.push(Issue::new(
-                    format!("{path}.properties"),
+                    at((path, "properties")),
                     format!(
                         "expected at most {MAX_PROPERTIES_BYTES} bytes of properties, got {size}"
                     ),
@@ -167,27 +195,21 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
             url,
             timestamp: t,
         } => {
-            check_text(
-                &url,
-                format!("{path}.url"),
-                "a URL",
-                MAX_URL_CHARS,
-                &mut issues,
-            );
+            check_text(&url, (path, "url"), "a URL", MAX_URL_CHARS, &mut issues);
             (id, contact, t, EventBody::Visit { url })
         }
     };
     if let Some(id) = &client_id {
-        check_text(id, format!("{path}.id"), "an id", MAX_ID_CHARS, &mut issues);
+        check_text(id, (path, "id"), "an id", MAX_ID_CHARS, &mut issues);
     }
     check_text(
         &contact,
-        format!("{path}.contact"),
+        (path, "contact"),
         "an external id",
         200,
         &mut issues,
     );
-    let timestamp = timestamp(&ts, format!("{path}.timestamp"), &mut issues);
+    let timestamp = timestamp(&ts, (path, "timestamp"), &mut issues);
     if issues.is_empty() {
         Ok(NewEvent {
             client_id,
@@ -200,39 +222,71 @@ pub fn parse_event(item: serde_json::Value, path: &str) -> Result<NewEvent, Vec<
     }
 }
 
+/// Parses a batch with every problem named by its path. Paths are only formatted for an
+/// item with a problem: on the happy path nothing is allocated per item but the event.
+fn parse_batch(body: &[u8]) -> Result<Vec<NewEvent>, ApiError> {
+    let parsed = parse_json_fast::<TypedEventBatch, EventBatch>(body)?;
+    let len = match &parsed {
+        Ok(typed) => typed.events.len(),
+        Err(loose) => loose.events.len(),
+    };
+    if len > MAX_BATCH {
+        return Err(ApiError::validation(
+            "events",
+            format!("expected at most {MAX_BATCH} events in one batch, got {len}"),
+        ));
+    }
+    let mut issues = Vec::new();
+    let mut batch = Vec::with_capacity(len);
+    let mut keep = |i: usize, checked: Result<NewEvent, Vec<Issue>>| match checked {
+        Ok(e) => batch.push(e),
+        Err(mut found) => {
+            // The cheap path is redone with the item's real path only when it failed.
+            for issue in &mut found {
+                issue.path = issue.path.replacen(ITEM, &format!("events[{i}]"), 1);
+            }
+            issues.append(&mut found)
+        }
+    };
+    match parsed {
+        Ok(typed) => {
+            for (i, event) in typed.events.into_iter().enumerate() {
+                keep(i, check_event(event, ITEM));
+            }
+        }
+        Err(loose) => {
+            for (i, item) in loose.events.into_iter().enumerate() {
+                keep(i, parse_event(item, ITEM));
+            }
+        }
+    }
+    if issues.is_empty() {
+        Ok(batch)
+    } else {
+        Err(ApiError::Validation(issues))
+    }
+}
+
+/// Stands for `events[i]` in issue paths until the index is filled in.
+const ITEM: &str = "events[#]";
+
 /// Records events for existing contacts. An `id` already stored is a harmless duplicate.
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventBatch,
     responses((status = 200, body = Accepted), (status = 422, body = ErrorBody)))]
 pub async fn post_events(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
-    ApiJson(body): ApiJson<EventBatch>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Accepted>, ApiError> {
-    if body.events.len() > MAX_BATCH {
-        return Err(ApiError::validation(
-            "events",
-            format!(
-                "expected at most {MAX_BATCH} events in one batch, got {}",
-                body.events.len()
-            ),
-        ));
-    }
-    let mut issues = Vec::new();
-    let mut batch = Vec::with_capacity(body.events.len());
-    for (i, item) in body.events.into_iter().enumerate() {
-        match parse_event(item, &format!("events[{i}]")) {
-            Ok(e) => batch.push(e),
-            Err(mut found) => issues.append(&mut found),
-        }
-    }
-    if !issues.is_empty() {
-        return Err(ApiError::Validation(issues));
-    }
+    let batch = parse_batch(&body)?;
     match state.store.insert_events(account.id, &batch).await {
         Ok(outcome) => {
             // The index drops repeated client ids exactly as the store did (first one
             // stays), so it is given the whole batch.
-            state.evaluator.events_added(&account, &batch).await?;
+            state
+                .evaluator
+                .events_added(&account, batch, &outcome.contacts)
+                .await?;
             Ok(Json(Accepted {
                 accepted: outcome.accepted,
                 duplicates: outcome.duplicates,

@@ -107,6 +107,46 @@ pub async fn invalid_events_are_each_reported_with_their_paths_and_nothing_is_st
     );
 }
 
+/// Items of the right shapes take the typed fast path; their values are still checked
+/// one by one and reported under each item's own index.
+pub async fn well_shaped_events_with_bad_values_are_reported_by_index(app: TestApp) {
+    app.upsert(json!([{"external_id": "a"}])).await;
+    let ok = json!({"type": "visit", "id": "v-ok", "contact": "a", "url": "https://x", "timestamp": "2026-01-01T10:00:00Z"});
+    let bad_event = json!({"type": "system", "contact": "a", "event": "MailRead", "timestamp": "2026-01-01T10:00:00Z"});
+    let bad_time =
+        json!({"type": "visit", "contact": "a", "url": "https://x", "timestamp": "yesterday"});
+    let cases = [
+        (json!([ok, bad_event, ok]), vec!["events[1].event"]),
+        (json!([ok, bad_time]), vec!["events[1].timestamp"]),
+        (
+            json!([{"type": "visit", "id": "", "contact": "a", "url": "https://x", "timestamp": "2026-01-01T10:00:00Z"}]),
+            vec!["events[0].id"],
+        ),
+        (
+            json!([ok, {"type": "custom", "contact": "", "name": "n", "timestamp": "2026-01-01T10:00:00Z"}]),
+            vec!["events[1].contact"],
+        ),
+        (
+            json!([ok, ok, bad_time, ok, bad_event]),
+            vec!["events[2].timestamp", "events[4].event"],
+        ),
+        // A NUL anywhere sends the batch down the slow path, which names it.
+        (
+            json!([ok, {"type": "custom", "contact": "a", "name": "n", "timestamp": "2026-01-01T10:00:00Z", "properties": {"k": "a\u{0}b"}}]),
+            vec!["events[1].properties.k"],
+        ),
+    ];
+    for (batch, paths) in cases {
+        let r = app.post_events(batch).await;
+        assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, &paths).await;
+    }
+    // Nothing of any refused batch was stored: the good item is new now.
+    assert_eq!(
+        app.record(json!([ok])).await,
+        json!({"accepted": 1, "duplicates": 0})
+    );
+}
+
 pub async fn a_batch_of_ten_thousand_events_is_accepted_in_one_request(app: TestApp) {
     app.upsert(json!([{"external_id": "a"}])).await;
     let batch: Vec<Value> = (0..10_000)

@@ -52,6 +52,7 @@ on_both_backends!(
     events::events_of_every_type_are_accepted_and_reposting_an_id_changes_nothing,
     events::an_event_for_an_unknown_contact_rejects_the_whole_batch,
     events::invalid_events_are_each_reported_with_their_paths_and_nothing_is_stored,
+    events::well_shaped_events_with_bad_values_are_reported_by_index,
     events::a_batch_of_ten_thousand_events_is_accepted_in_one_request,
     fields::a_declared_field_is_listed_with_its_type,
     fields::a_taken_key_is_a_conflict,
