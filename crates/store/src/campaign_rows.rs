@@ -125,6 +125,7 @@ impl RecipientRow {
     }
 }
 
-pub(crate) fn to_json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+/// `value` as JSON text, to store or to bind a whole list as one parameter.
+pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

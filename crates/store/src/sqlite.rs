@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use segmentd_rules::SegmentId;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
@@ -29,9 +30,6 @@ const MAX_BINDS: usize = 32_000;
 /// 0005 says why); keep in step with the migration's index expression.
 const BUCKET_BITS: u32 = 16;
 
-/// Rows of one multi-row event INSERT (eight bound values each, under MAX_BINDS).
-const EVENT_ROWS_PER_INSERT: usize = 1_000;
-
 /// The buckets from the oldest stored event's to the newest's, as rows `buckets(b)`, for
 /// walking a contact's events one index seek per bucket.
 fn event_buckets() -> String {
@@ -44,7 +42,13 @@ fn event_buckets() -> String {
 }
 
 pub struct SqliteStore {
+    /// For reads: several connections, which WAL lets read while one writes.
     pool: SqlitePool,
+    /// For every write: one connection. SQLite takes one writer at a time anyway; queuing
+    /// writers here wakes the next one as soon as the last commits, where a second
+    /// connection would find the database locked and sleep in SQLite's busy handler
+    /// (milliseconds to a second under concurrent ingest, measured).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -62,19 +66,32 @@ impl SqliteStore {
             // index insert would go to the file. 128 MB a connection, taken only as used.
             .pragma("cache_size", "-131072")
             .pragma("temp_store", "memory");
-        let pool_options = if in_memory {
-            // Every connection to `:memory:` has its own database: keep exactly one, forever.
-            SqlitePoolOptions::new()
+        if in_memory {
+            // Every connection to `:memory:` has its own database: keep exactly one, forever,
+            // for reads and writes alike.
+            let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(8)
-        };
-        let pool = pool_options.connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+                .connect_with(options)
+                .await?;
+            MIGRATOR.run(&pool).await?;
+            return Ok(SqliteStore {
+                writer: pool.clone(),
+                pool,
+            });
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool, writer })
     }
 
     /// The account's contacts whose `column` is one of `values`, in no particular order.
@@ -89,7 +106,7 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let types = self.field_types(account).await?;
-        let list = serde_json::to_string(values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let list = to_json_text(values)?;
         let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {CONTACT_COLUMNS} FROM contacts \
              WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
@@ -102,11 +119,63 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
         Ok(field_types(&self.fields(account).await?))
+    }
+}
+
+/// How many contacts the account has ever deleted (see `insert_events`).
+async fn contact_deletions(conn: &mut SqliteConnection, account: AccountId) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT contact_deletions FROM accounts WHERE id = ?")
+            .bind(account)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// The stored id of each event's contact, in batch order; `UnknownContacts` names the
+/// items whose contact does not exist. `names` are the batch's distinct external ids.
+/// They travel as one JSON array bind: no per-value argument to build and copy, and a
+/// statement text the connection keeps prepared.
+async fn resolve_contacts(
+    conn: &mut SqliteConnection,
+    account: AccountId,
+    names: &[&str],
+    batch: &[NewEvent],
+) -> Result<Vec<ContactId>> {
+    let found: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT j.key, c.id FROM json_each(?) j CROSS JOIN contacts c \
+         ON c.account_id = ? AND c.external_id = j.value",
+    )
+    .bind(to_json_text(names)?)
+    .bind(account)
+    .fetch_all(conn)
+    .await?;
+    let mut ids: HashMap<&str, i64> = HashMap::with_capacity(found.len());
+    for (key, id) in found {
+        if let Some(name) = usize::try_from(key).ok().and_then(|k| names.get(k)) {
+            ids.insert(name, id);
+        }
+    }
+    let resolved: Vec<Option<i64>> = batch
+        .iter()
+        .map(|e| ids.get(e.contact.as_str()).copied())
+        .collect();
+    let unknown: Vec<usize> = resolved
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| id.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if unknown.is_empty() {
+        Ok(resolved.into_iter().flatten().collect())
+    } else {
+        Err(StoreError::UnknownContacts(unknown))
     }
 }
 
@@ -153,7 +222,7 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(time_zone)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(Account {
             id,
@@ -182,7 +251,7 @@ impl Store for SqliteStore {
             .bind(key_hash)
             .bind(account)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| unique_to_conflict(e, || "api key".to_owned()))?;
         Ok(())
@@ -205,7 +274,7 @@ impl Store for SqliteStore {
             .bind(&field.key)
             .bind(&field.label)
             .bind(field.field_type.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| unique_to_conflict(e, || field_conflict(&field.key)))?;
         Ok(())
@@ -416,6 +485,10 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE accounts SET contact_deletions = contact_deletions + 1 WHERE id = ?")
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -424,70 +497,62 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        let mut tx = self.begin_write().await?;
-
+        // Contacts are looked up on a read connection, outside the one writer, so that
+        // the lookup of one batch overlaps the insert of another. Ids never change, so
+        // what was found stays true unless a contact was deleted in between: the
+        // account's deletion count, read in the same snapshot and again under the write
+        // lock, tells, and only then is the lookup redone inside the write transaction.
         let names = distinct(batch.iter().map(|e| e.contact.as_str()));
-        let mut contact_ids: HashMap<String, i64> = HashMap::with_capacity(names.len());
-        for chunk in names.chunks(MAX_BINDS - 1) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT id, external_id FROM contacts WHERE account_id = {account} AND external_id IN ("
-            ));
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
-                contact_ids.insert(row.try_get("external_id")?, row.try_get("id")?);
-            }
+        let (deletions, mut contacts) = {
+            let mut read = self.pool.begin().await?;
+            let deletions = contact_deletions(&mut read, account).await?;
+            let contacts = resolve_contacts(&mut read, account, &names, batch).await?;
+            read.commit().await?;
+            (deletions, contacts)
+        };
+        let mut tx = self.begin_write().await?;
+        if contact_deletions(&mut tx, account).await? != deletions {
+            contacts = resolve_contacts(&mut tx, account, &names, batch).await?;
         }
-        let unknown: Vec<usize> = batch
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !contact_ids.contains_key(&e.contact))
-            .map(|(i, _)| i)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StoreError::UnknownContacts(unknown));
-        }
+        let contacts = contacts;
 
-        let mut accepted = 0;
-        // Eight bound values a row. Full chunks share one statement text, which the
-        // connection keeps prepared: parsing 1,000 rows of VALUES each time cost more
-        // than binding them.
-        for chunk in batch.chunks(EVENT_ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (account_id, contact_id, kind, ts, name, campaign, url, properties, client_id) ",
-            );
-            qb.push_values(chunk, |mut row, event| {
+        // Rows go in batch order (ORDER BY key), so ids keep the arrival order and, of two
+        // items with the same client id, the first is the one stored. `WHERE true` keeps
+        // SQLite from reading ON CONFLICT as part of the SELECT's join.
+        let rows: Vec<_> = batch
+            .iter()
+            .zip(&contacts)
+            .map(|(event, contact)| {
                 let columns = encode_event(&event.body);
-                let contact_id = contact_ids.get(&event.contact).copied().unwrap_or_default();
-                row.push(account.to_string())
-                    .push_bind(contact_id)
-                    .push_bind(columns.kind)
-                    .push_bind(to_ms(event.timestamp))
-                    .push_bind(columns.name)
-                    .push_bind(columns.campaign)
-                    .push_bind(columns.url)
-                    .push_bind(columns.properties)
-                    .push_bind(event.client_id.as_deref());
-            });
-            qb.push(" ON CONFLICT (account_id, client_id) DO NOTHING");
-            accepted += qb
-                .build()
-                .persistent(chunk.len() == EVENT_ROWS_PER_INSERT)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
+                (
+                    contact,
+                    columns.kind,
+                    to_ms(event.timestamp),
+                    columns.name,
+                    columns.campaign,
+                    columns.url,
+                    columns.properties,
+                    event.client_id.as_deref(),
+                )
+            })
+            .collect();
+        let accepted = sqlx::query(
+            "INSERT INTO events (account_id, contact_id, kind, ts, name, campaign, url, properties, client_id) \
+             SELECT ?, r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, \
+                 r.value ->> 5, r.value ->> 6, r.value ->> 7 \
+             FROM json_each(?) r WHERE true ORDER BY r.key \
+             ON CONFLICT (account_id, client_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(to_json_text(&rows)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(InsertOutcome {
             accepted,
             duplicates: batch.len() as u64 - accepted,
-            contacts: batch
-                .iter()
-                .map(|e| contact_ids.get(&e.contact).copied().unwrap_or_default())
-                .collect(),
+            contacts,
         })
     }
 
@@ -539,7 +604,7 @@ impl Store for SqliteStore {
         .bind(draft.rule.to_string())
         .bind(now_ms)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
         row.decode()
@@ -563,7 +628,7 @@ impl Store for SqliteStore {
         .bind(to_ms(now))
         .bind(account)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(|e| unique_to_conflict(e, || segment_conflict(&draft.name)))?;
         row.map(SegmentRow::decode).transpose()
@@ -598,7 +663,7 @@ impl Store for SqliteStore {
         let deleted = sqlx::query("DELETE FROM segments WHERE account_id = ? AND id = ?")
             .bind(account)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(deleted > 0)
@@ -622,7 +687,7 @@ impl Store for SqliteStore {
         .bind(email.to_lowercase())
         .bind(password_hash)
         .bind(to_ms(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| unique_to_conflict(e, || user_conflict(email)))?;
         Ok(User {
@@ -666,7 +731,7 @@ impl Store for SqliteStore {
                 .bind(password_hash)
                 .bind(account)
                 .bind(user)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         Ok(updated > 0)
@@ -683,7 +748,7 @@ impl Store for SqliteStore {
         .bind(to_ms(session.expires_at))
         .bind(session.user_id)
         .bind(session.account_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| unique_to_conflict(e, || "session token".to_owned()))?
         .rows_affected();
@@ -715,7 +780,7 @@ impl Store for SqliteStore {
     async fn delete_session(&self, token_hash: &str) -> Result<bool> {
         let deleted = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(deleted > 0)
@@ -724,7 +789,7 @@ impl Store for SqliteStore {
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(to_ms(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
@@ -755,8 +820,7 @@ impl Store for SqliteStore {
         if external_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let list =
-            serde_json::to_string(external_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let list = to_json_text(external_ids)?;
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT id, external_id FROM contacts WHERE account_id = ? AND external_id IN (SELECT value FROM json_each(?))",
         )
@@ -771,7 +835,7 @@ impl Store for SqliteStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Two bound values a row; numbers are written as literals.
         for chunk in changes.chunks(MAX_BINDS / 2) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -874,7 +938,7 @@ impl Store for SqliteStore {
         .bind(status.as_str())
         .bind(draft.scheduled_at.map(to_ms))
         .bind(to_ms(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         self.campaign(account, id)
             .await?
@@ -984,7 +1048,7 @@ impl Store for SqliteStore {
         .bind(account)
         .bind(id)
         .bind(contact)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1002,7 +1066,7 @@ impl Store for SqliteStore {
         .bind(to_ms(now))
         .bind(account)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(updated > 0)
@@ -1036,12 +1100,12 @@ impl Store for SqliteStore {
         )
         .bind(account)
         .bind(candidate)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(
             sqlx::query_scalar("SELECT secret FROM tracking_secrets WHERE account_id = ?")
                 .bind(account)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?,
         )
     }

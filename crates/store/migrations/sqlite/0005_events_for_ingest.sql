@@ -49,3 +49,8 @@ ALTER TABLE events_v5 RENAME TO events;
 
 -- One contact's timeline, bucket by bucket: (id >> 16) is the arrival bucket.
 CREATE INDEX events_contact ON events ((id >> 16), contact_id);
+
+-- How many contacts each account has deleted: an event batch looks its contacts up on a
+-- read connection, then, under the write lock, re-reads this count to know whether any
+-- of them can have gone in between (src/sqlite.rs, insert_events).
+ALTER TABLE accounts ADD COLUMN contact_deletions INTEGER NOT NULL DEFAULT 0;
