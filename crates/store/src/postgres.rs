@@ -351,15 +351,27 @@ impl Store for PostgresStore {
     }
 
     async fn delete_contact(&self, account: AccountId, external_id: &str) -> Result<bool> {
-        // Events and visits go with the contact (ON DELETE CASCADE).
-        let deleted =
-            sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND external_id = $2")
-                .bind(account)
-                .bind(external_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        Ok(deleted > 0)
+        let mut tx = self.pool.begin().await?;
+        // The contact goes first: that waits for any event batch holding it FOR KEY
+        // SHARE to commit, and the next statement's snapshot then sees that batch's
+        // events. Events carry no foreign key (migration 0005), so they are deleted here;
+        // the contact's other rows go by ON DELETE CASCADE.
+        let id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM contacts WHERE account_id = $1 AND external_id = $2 RETURNING id",
+        )
+        .bind(account)
+        .bind(external_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM events WHERE contact_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn insert_events(&self, account: AccountId, batch: &[NewEvent]) -> Result<InsertOutcome> {
