@@ -5,6 +5,8 @@
 
 use roaring::RoaringBitmap;
 
+use crate::chunked::{BLOCK, Chunked};
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bits {
     words: Vec<u64>,
@@ -80,6 +82,22 @@ impl Bits {
         }
     }
 
+    /// As [`Bits::fill_from`] over a [`Chunked`] column (its blocks fill whole words).
+    pub fn fill_from_chunked<T: Copy>(&mut self, values: &Chunked<T>, f: impl Fn(T) -> bool) {
+        self.grow(values.len());
+        for (k, block) in values.blocks().enumerate() {
+            let first = k * (BLOCK / 64);
+            let words = self.words.iter_mut().skip(first);
+            for (w, chunk) in words.zip(block.chunks(64)) {
+                let mut word = 0u64;
+                for (b, &v) in chunk.iter().enumerate() {
+                    word |= u64::from(f(v)) << b;
+                }
+                *w = word;
+            }
+        }
+    }
+
     pub fn count(&self) -> u64 {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }
@@ -145,6 +163,11 @@ impl Bits {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
         RoaringBitmap::from_lsb0_bytes(0, &bytes)
+    }
+
+    /// Gives back spare capacity (growth by doubling leaves up to as much again).
+    pub fn shrink(&mut self) {
+        self.words.shrink_to_fit();
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -19,8 +19,9 @@ use segmentd_rules::rule::{
 
 use crate::Index;
 use crate::bits::Bits;
+use crate::chunked::Chunked;
 use crate::dict::{Dict, NONE};
-use crate::events::{Prop, Stream, TAG_ABSENT, TAG_BOOL, TAG_NUMBER, TAG_TEXT};
+use crate::events::{Prop, PropColumn, Stream, TAG_ABSENT, TAG_BOOL, TAG_NUMBER, TAG_TEXT};
 use crate::fields::{
     Field, Stored, TextColumn, day_number, month_day, text_bytes_test, text_negated,
 };
@@ -293,6 +294,8 @@ enum PropTest<'a> {
 struct PreparedProp<'a> {
     /// `None`: no event ever had this path (every event misses it).
     path: Option<u32>,
+    /// The path's column in the condition's stream, found once rather than per event.
+    col: Option<&'a PropColumn>,
     test: PropTest<'a>,
 }
 
@@ -384,13 +387,9 @@ impl Behaviour<'_> {
             PayloadFilter::Any => true,
             PayloadFilter::Campaign(c) => payload == *c,
             PayloadFilter::Url(t) => t.matches(Some(payload)),
-            PayloadFilter::Props(props) => props.iter().all(|p| {
-                let value = match (p.path, self.stream) {
-                    (Some(path), Some(s)) => s.props.get(payload, path),
-                    _ => None,
-                };
-                p.passes(value)
-            }),
+            PayloadFilter::Props(props) => props
+                .iter()
+                .all(|p| p.passes(p.col.and_then(|c| c.get(payload)))),
         }
     }
 
@@ -410,7 +409,7 @@ impl Behaviour<'_> {
     /// exactly, else by counting its events.
     pub fn decide_slot(&self, index: &Index, slot: u32) -> bool {
         if let Some(t) = self.totals() {
-            return self.decide_count(u64::from(t.get(slot as usize).copied().unwrap_or(0)));
+            return self.decide_count(u64::from(t.get(slot as usize).unwrap_or(0)));
         }
         self.decide_count(self.count(index, slot))
     }
@@ -418,7 +417,7 @@ impl Behaviour<'_> {
     /// The stream's per-slot totals, when they decide this condition: every event
     /// counts (no filter, a window holding every event) and the thresholds are below the
     /// saturation.
-    fn totals(&self) -> Option<&[u8]> {
+    fn totals(&self) -> Option<&Chunked<u8>> {
         if !matches!(self.filter, PayloadFilter::Any) {
             return None;
         }
@@ -475,10 +474,20 @@ impl Index {
             }
             EventSource::Custom { name, filters } => {
                 let props = &self.events.properties;
+                let stream = self.events.custom.get(name);
                 let prepared = filters
                     .iter()
-                    .map(|f: &PropertyCondition| PreparedProp {
-                        path: props.paths.get(&f.path).copied(),
+                    .map(|f: &PropertyCondition| {
+                        let path = props.paths.get(&f.path).copied();
+                        (
+                            f,
+                            path,
+                            path.zip(stream).and_then(|(p, s)| s.props.column(p)),
+                        )
+                    })
+                    .map(|(f, path, col)| PreparedProp {
+                        path,
+                        col,
                         test: match &f.test {
                             PropertyTest::HasValue => PropTest::HasValue,
                             PropertyTest::HasNoValue => PropTest::HasNoValue,
@@ -496,7 +505,7 @@ impl Index {
                 } else {
                     PayloadFilter::Props(prepared)
                 };
-                (self.events.custom.get(name), filter)
+                (stream, filter)
             }
             EventSource::Visit { url } => (
                 Some(&self.events.visits),
@@ -826,10 +835,10 @@ impl Index {
                     match &test {
                         DateTest::Range(None, _) => {}
                         &DateTest::Range(Some((lo, hi)), _) => {
-                            out.fill_from(&col.days, |d| (lo <= d) & (d <= hi))
+                            out.fill_from_chunked(&col.days, |d| (lo <= d) & (d <= hi))
                         }
                         DateTest::Anniversary(_) => {
-                            out.fill_from(&col.days, |d| test.matches(Some(d)))
+                            out.fill_from_chunked(&col.days, |d| test.matches(Some(d)))
                         }
                     }
                     out.and_with(&col.has);
@@ -861,7 +870,7 @@ impl Index {
         let n = self.alive.len();
         if let Some(totals) = prepared.totals() {
             let mut out = Bits::new(n);
-            out.fill_from(totals, |c| prepared.decide_count(u64::from(c)));
+            out.fill_from_chunked(totals, |c| prepared.decide_count(u64::from(c)));
             // Slots past the totals have no event.
             if totals.len() < n && prepared.decide_count(0) {
                 for s in totals.len()..n {

@@ -15,6 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
+use crate::chunked::{BLOCK, Chunked};
 use crate::dict::{Dict, NONE};
 
 /// Streams shorter than this are scanned on one thread. (Debug builds, i.e. the
@@ -53,44 +54,51 @@ const NO_NEXT: u32 = u32::MAX;
 /// (4 bytes an event), else whole.
 #[derive(Debug, Clone)]
 enum Times {
-    Narrow { base: i64, off: Vec<u32> },
-    Wide(Vec<i64>),
+    Narrow { base: i64, off: Chunked<u32> },
+    Wide(Chunked<i64>),
 }
 
 impl Default for Times {
     fn default() -> Self {
-        Times::Wide(Vec::new())
+        Times::Wide(Chunked::new())
     }
 }
 
 impl Times {
-    fn new(ts: &[i64], min: i64, max: i64) -> Times {
-        if !ts.is_empty()
-            && max
-                .checked_sub(min)
-                .is_some_and(|d| d <= i64::from(u32::MAX))
+    /// Empty columns for timestamps from `min` to `max`.
+    fn for_range(min: i64, max: i64) -> Times {
+        if max
+            .checked_sub(min)
+            .is_some_and(|d| (0..=i64::from(u32::MAX)).contains(&d))
         {
             Times::Narrow {
                 base: min,
-                off: ts.iter().map(|&t| (t - min) as u32).collect(),
+                off: Chunked::new(),
             }
         } else {
-            Times::Wide(ts.to_vec())
+            Times::Wide(Chunked::new())
+        }
+    }
+
+    fn push(&mut self, t: i64) {
+        match self {
+            Times::Narrow { base, off } => off.push((t - *base) as u32),
+            Times::Wide(ts) => ts.push(t),
         }
     }
 
     #[inline]
     fn get(&self, i: usize) -> i64 {
         match self {
-            Times::Narrow { base, off } => base + i64::from(off[i]),
-            Times::Wide(ts) => ts[i],
+            Times::Narrow { base, off } => base + i64::from(off.get(i).unwrap_or(0)),
+            Times::Wide(ts) => ts.get(i).unwrap_or(0),
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
-            Times::Narrow { off, .. } => off.capacity() * 4,
-            Times::Wide(ts) => ts.capacity() * 8,
+            Times::Narrow { off, .. } => off.heap_bytes(),
+            Times::Wide(ts) => ts.heap_bytes(),
         }
     }
 }
@@ -99,11 +107,13 @@ impl Times {
 const GROUP_SHIFT: u32 = 6;
 
 /// One time range of a stream's merged events, sorted by (slot, timestamp, payload).
+/// Its columns are [`Chunked`]: a merge writes a new run beside the old one, and blocks
+/// of one size are what the allocator reuses without keeping holes resident.
 #[derive(Debug, Clone, Default)]
 struct Run {
-    slot: Vec<u32>,
+    slot: Chunked<u32>,
     ts: Times,
-    payload: Vec<u32>,
+    payload: Chunked<u32>,
     /// `group_start[g]`: the first entry whose slot is at least `g << GROUP_SHIFT` (one
     /// more group than the last slot's, ending at the run's length).
     group_start: Vec<u32>,
@@ -113,64 +123,79 @@ struct Run {
 }
 
 impl Run {
-    fn from_sorted(entries: &[(u32, i64, u32)]) -> Run {
-        let ts: Vec<i64> = entries.iter().map(|e| e.1).collect();
-        Run::from_columns(
-            entries.iter().map(|e| e.0).collect(),
-            &ts,
-            entries.iter().map(|e| e.2).collect(),
-        )
+    /// An empty run about to receive, in order, entries with timestamps from `min` to
+    /// `max` (`Run::push`, then `Run::finish`).
+    fn start(min: i64, max: i64) -> Run {
+        Run {
+            ts: Times::for_range(min, max),
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            ..Run::default()
+        }
     }
 
-    fn from_columns(slot: Vec<u32>, ts: &[i64], payload: Vec<u32>) -> Run {
-        let min_ts = ts.iter().copied().min().unwrap_or(i64::MAX);
-        let max_ts = ts.iter().copied().max().unwrap_or(i64::MIN);
-        let groups = slot.last().map_or(0, |&s| (s >> GROUP_SHIFT) as usize + 2);
-        let mut group_start = Vec::with_capacity(groups);
-        let mut at = 0usize;
-        for g in 0..groups {
-            let first = (g as u64) << GROUP_SHIFT;
-            while at < slot.len() && u64::from(slot[at]) < first {
-                at += 1;
-            }
-            group_start.push(at as u32);
+    fn push(&mut self, (s, t, p): (u32, i64, u32)) {
+        let g = (s >> GROUP_SHIFT) as usize;
+        while self.group_start.len() <= g {
+            self.group_start.push(self.slot.len() as u32);
         }
-        Run {
-            ts: Times::new(ts, min_ts, max_ts),
-            slot,
-            payload,
-            group_start,
-            min_ts,
-            max_ts,
+        self.slot.push(s);
+        self.ts.push(t);
+        self.payload.push(p);
+        self.min_ts = self.min_ts.min(t);
+        self.max_ts = self.max_ts.max(t);
+    }
+
+    fn finish(mut self) -> Run {
+        if !self.slot.is_empty() {
+            self.group_start.push(self.slot.len() as u32);
         }
+        self.group_start.shrink_to_fit();
+        self.slot.shrink();
+        self.payload.shrink();
+        match &mut self.ts {
+            Times::Narrow { off, .. } => off.shrink(),
+            Times::Wide(ts) => ts.shrink(),
+        }
+        self
+    }
+
+    fn from_sorted(entries: &[(u32, i64, u32)]) -> Run {
+        let min = entries.iter().map(|e| e.1).min().unwrap_or(0);
+        let max = entries.iter().map(|e| e.1).max().unwrap_or(0);
+        let mut run = Run::start(min, max);
+        for &e in entries {
+            run.push(e);
+        }
+        run.finish()
+    }
+
+    /// The entry `i` as (slot, timestamp, payload).
+    fn entry(&self, i: usize) -> (u32, i64, u32) {
+        (
+            self.slot.get(i).unwrap_or(0),
+            self.ts.get(i),
+            self.payload.get(i).unwrap_or(NONE),
+        )
     }
 
     /// This run merged with `piece` (sorted the same way), in one linear pass.
     fn merged(&self, piece: &[(u32, i64, u32)]) -> Run {
-        let n = self.slot.len() + piece.len();
-        let mut slot = Vec::with_capacity(n);
-        let mut ts = Vec::with_capacity(n);
-        let mut payload = Vec::with_capacity(n);
+        let lo = piece.iter().map(|e| e.1).min().unwrap_or(i64::MAX);
+        let hi = piece.iter().map(|e| e.1).max().unwrap_or(i64::MIN);
+        let mut run = Run::start(lo.min(self.min_ts), hi.max(self.max_ts));
         let mut i = 0;
-        for &(s, t, p) in piece {
-            while i < self.slot.len()
-                && (self.slot[i], self.ts.get(i), self.payload[i]) <= (s, t, p)
-            {
-                slot.push(self.slot[i]);
-                ts.push(self.ts.get(i));
-                payload.push(self.payload[i]);
+        for &e in piece {
+            while i < self.len() && self.entry(i) <= e {
+                run.push(self.entry(i));
                 i += 1;
             }
-            slot.push(s);
-            ts.push(t);
-            payload.push(p);
+            run.push(e);
         }
-        for j in i..self.slot.len() {
-            slot.push(self.slot[j]);
-            ts.push(self.ts.get(j));
-            payload.push(self.payload[j]);
+        for j in i..self.len() {
+            run.push(self.entry(j));
         }
-        Run::from_columns(slot, &ts, payload)
+        run.finish()
     }
 
     fn len(&self) -> usize {
@@ -189,9 +214,9 @@ impl Run {
             return 0..0;
         };
         let (a, b) = (a as usize, b as usize);
-        let start = a + self.slot[a..b].partition_point(|&s| s < slot);
+        let start = self.slot.partition_point_in(a, b, |s| s < slot);
         let mut end = start;
-        while end < b && self.slot[end] == slot {
+        while end < b && self.slot.get(end) == Some(slot) {
             end += 1;
         }
         start..end
@@ -208,44 +233,34 @@ impl Run {
         from: u32,
         to: u32,
     ) {
-        let a = self.slot.partition_point(|&s| s < from);
-        let b = self.slot.partition_point(|&s| s < to);
+        let a = self.slot.partition_point_in(0, self.len(), |s| s < from);
+        let b = self.slot.partition_point_in(a, self.len(), |s| s < to);
+        // The three columns have the same blocks: their slices line up.
+        let slots = self.slot.slices(a, b);
+        let payloads = self.payload.slices(a, b);
         match &self.ts {
             Times::Narrow { base, off } => {
                 // The window relative to `base`, clamped to the offsets' range.
                 let rel = |x: i64| x.saturating_sub(*base).clamp(0, 1 << 32);
-                tally::<CHEAP, u32>(
-                    &self.slot[a..b],
-                    &off[a..b],
-                    &self.payload[a..b],
-                    rel(lo),
-                    rel(hi),
-                    pass,
-                    counts,
-                    from,
-                )
+                for ((s, t), p) in slots.zip(off.slices(a, b)).zip(payloads) {
+                    tally::<CHEAP, u32>(s, t, p, rel(lo), rel(hi), pass, counts, from);
+                }
             }
-            Times::Wide(ts) => tally::<CHEAP, i64>(
-                &self.slot[a..b],
-                &ts[a..b],
-                &self.payload[a..b],
-                lo,
-                hi,
-                pass,
-                counts,
-                from,
-            ),
+            Times::Wide(ts) => {
+                for ((s, t), p) in slots.zip(ts.slices(a, b)).zip(payloads) {
+                    tally::<CHEAP, i64>(s, t, p, lo, hi, pass, counts, from);
+                }
+            }
         }
     }
 
     fn heap_bytes(&self) -> usize {
-        self.slot.capacity() * 4
+        self.slot.heap_bytes()
             + self.ts.heap_bytes()
-            + self.payload.capacity() * 4
+            + self.payload.heap_bytes()
             + self.group_start.capacity() * 4
     }
 }
-
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn tally<const CHEAP: bool, T: Copy + Into<i64>>(
@@ -300,7 +315,7 @@ pub struct Stream {
     min_ts: i64,
     /// Per slot: its number of events, saturating at `u8::MAX` (kept once the stream is
     /// dense enough to pay for a byte per slot): all-time counts with no scan.
-    totals: Option<Vec<u8>>,
+    totals: Option<Chunked<u8>>,
     /// Custom event properties (payloads are their record ids).
     pub props: PropColumns,
 }
@@ -368,10 +383,8 @@ impl Stream {
         self.max_ts = self.max_ts.max(ts);
         self.min_ts = self.min_ts.min(ts);
         if let Some(t) = &mut self.totals {
-            if t.len() <= slot as usize {
-                t.resize(slot as usize + 1, 0);
-            }
-            t[slot as usize] = t[slot as usize].saturating_add(1);
+            let total = t.get(slot as usize).unwrap_or(0).saturating_add(1);
+            t.set(slot as usize, total, 0);
         }
         if self.tail.len() > TAIL_MIN.max(self.merged_len() / 16) {
             self.compact();
@@ -419,10 +432,10 @@ impl Stream {
             // Sorted pieces, one after the other: a stable sort merges them as runs.
             let mut entries: Vec<(u32, i64, u32)> = Vec::new();
             for r in &old {
-                for i in 0..r.slot.len() {
-                    let t = r.ts.get(i);
-                    if bucket(t) == k {
-                        entries.push((r.slot[i], t, r.payload[i]));
+                for i in 0..r.len() {
+                    let e = r.entry(i);
+                    if bucket(e.1) == k {
+                        entries.push(e);
                     }
                 }
             }
@@ -445,27 +458,28 @@ impl Stream {
             .runs
             .iter()
             .filter_map(|r| r.slot.last())
-            .chain(self.tail.iter().map(|e| &e.slot))
+            .chain(self.tail.iter().map(|e| e.slot))
             .max()
-            .map_or(0, |&s| s as usize + 1);
+            .map_or(0, |s| s as usize + 1);
         if slots == 0 || self.len() * 2 < slots {
             return;
         }
-        let mut t = vec![0u8; slots];
-        for &s in self.runs.iter().flat_map(|r| &r.slot) {
-            t[s as usize] = t[s as usize].saturating_add(1);
-        }
-        for e in &self.tail {
-            t[e.slot as usize] = t[e.slot as usize].saturating_add(1);
+        let mut t = Chunked::new();
+        t.grow_to(slots, 0u8);
+        let slots = self.runs.iter().flat_map(|r| r.slot.iter());
+        for s in slots.chain(self.tail.iter().map(|e| e.slot)) {
+            if let Some(c) = t.get_mut(s as usize) {
+                *c = c.saturating_add(1);
+            }
         }
         self.totals = Some(t);
     }
 
     /// Per-slot all-time totals (saturating at `u8::MAX`) when kept and when every event
     /// falls in `[lo, hi)`.
-    pub fn totals_in(&self, lo: i64, hi: i64) -> Option<&[u8]> {
+    pub fn totals_in(&self, lo: i64, hi: i64) -> Option<&Chunked<u8>> {
         let all = lo <= self.min_ts && self.max_ts < hi;
-        if all { self.totals.as_deref() } else { None }
+        if all { self.totals.as_ref() } else { None }
     }
 
     /// Gives back the tail's spare capacity (when idle).
@@ -482,7 +496,7 @@ impl Stream {
     pub fn for_slot_in(&self, slot: u32, lo: i64, hi: i64, mut f: impl FnMut(i64, u32)) {
         for r in self.runs.iter().filter(|r| r.overlaps(lo, hi)) {
             for i in r.range(slot) {
-                f(r.ts.get(i), r.payload[i]);
+                f(r.ts.get(i), r.payload.get(i).unwrap_or(NONE));
             }
         }
         if let Some(&(first, _)) = self.tail_heads.get(&slot) {
@@ -541,7 +555,7 @@ impl Stream {
 
     pub fn heap_bytes(&self) -> usize {
         self.runs.iter().map(Run::heap_bytes).sum::<usize>()
-            + self.totals.as_ref().map_or(0, Vec::capacity)
+            + self.totals.as_ref().map_or(0, Chunked::heap_bytes)
             + self.tail.capacity() * std::mem::size_of::<TailEntry>()
             + self.tail_heads.capacity() * 13
             + self.props.heap_bytes()
@@ -602,11 +616,11 @@ impl Properties {
 pub struct PropColumn {
     start: u32,
     recs: Option<Vec<u32>>,
-    tags: Vec<u8>,
+    tags: Chunked<u8>,
     /// Numbers (empty until the first number).
-    nums: Vec<f64>,
+    nums: Chunked<f64>,
     /// Text codes and booleans as 0/1 (empty until the first such value).
-    codes: Vec<u32>,
+    codes: Chunked<u32>,
     /// Entries holding a value.
     present: u32,
 }
@@ -618,9 +632,9 @@ impl PropColumn {
             Some(recs) => recs.binary_search(&record).ok()?,
             None => record.checked_sub(self.start)? as usize,
         };
-        let tag = *self.tags.get(i)?;
-        let num = || self.nums.get(i).copied().unwrap_or(0.0);
-        let code = || self.codes.get(i).copied().unwrap_or(0);
+        let tag = self.tags.get(i)?;
+        let num = || self.nums.get(i).unwrap_or(0.0);
+        let code = || self.codes.get(i).unwrap_or(0);
         match tag {
             TAG_TEXT => Some(Prop::Text(code())),
             TAG_NUMBER => Some(Prop::Number(num())),
@@ -639,11 +653,11 @@ impl PropColumn {
 
     fn push_entry(&mut self, tag: u8, num: f64, code: u32) {
         if tag == TAG_NUMBER || !self.nums.is_empty() {
-            self.nums.resize(self.tags.len(), 0.0);
+            self.nums.grow_to(self.tags.len(), 0.0);
             self.nums.push(num);
         }
         if tag == TAG_TEXT || tag == TAG_BOOL || !self.codes.is_empty() {
-            self.codes.resize(self.tags.len(), 0);
+            self.codes.grow_to(self.tags.len(), 0);
             self.codes.push(code);
         }
         self.tags.push(tag);
@@ -703,9 +717,9 @@ impl PropColumn {
                 self.push_entry(TAG_ABSENT, 0.0, 0);
             }
             self.push_entry(
-                old.tags[i],
-                old.nums.get(i).copied().unwrap_or(0.0),
-                old.codes.get(i).copied().unwrap_or(0),
+                old.tags.get(i).unwrap_or(TAG_ABSENT),
+                old.nums.get(i).unwrap_or(0.0),
+                old.codes.get(i).unwrap_or(0),
             );
         }
     }
@@ -718,13 +732,13 @@ impl PropColumn {
         let mut recs = Vec::with_capacity(old.present as usize);
         self.start = old.start;
         self.present = old.present;
-        for (i, &t) in old.tags.iter().enumerate() {
+        for (i, t) in old.tags.iter().enumerate() {
             if t != TAG_ABSENT {
                 recs.push(old.start + i as u32);
                 self.push_entry(
                     t,
-                    old.nums.get(i).copied().unwrap_or(0.0),
-                    old.codes.get(i).copied().unwrap_or(0),
+                    old.nums.get(i).unwrap_or(0.0),
+                    old.codes.get(i).unwrap_or(0),
                 );
             }
         }
@@ -746,28 +760,38 @@ impl PropColumn {
                     before.fill(0);
                     after.fill(0);
                 }
-                let tags = &self.tags[..within.len()];
-                match (self.nums.is_empty(), self.codes.is_empty()) {
-                    (false, false) => {
-                        for (((m, &t), &x), &c) in
-                            within.iter_mut().zip(tags).zip(&self.nums).zip(&self.codes)
-                        {
-                            *m &= u8::from(test(t, x, c)) | (u8::from(t == TAG_ABSENT) & absent);
+                // Block by block: the columns' blocks line up with `within`'s chunks.
+                for (k, within) in within.chunks_mut(BLOCK).enumerate() {
+                    let (a, b) = (k * BLOCK, k * BLOCK + within.len());
+                    let tags = self.tags.slices(a, b).next().unwrap_or(&[]);
+                    let nums = self.nums.slices(a, b).next().unwrap_or(&[]);
+                    let codes = self.codes.slices(a, b).next().unwrap_or(&[]);
+                    match (nums.is_empty(), codes.is_empty()) {
+                        (false, false) => {
+                            for (((m, &t), &x), &c) in
+                                within.iter_mut().zip(tags).zip(nums).zip(codes)
+                            {
+                                *m &=
+                                    u8::from(test(t, x, c)) | (u8::from(t == TAG_ABSENT) & absent);
+                            }
                         }
-                    }
-                    (false, true) => {
-                        for ((m, &t), &x) in within.iter_mut().zip(tags).zip(&self.nums) {
-                            *m &= u8::from(test(t, x, 0)) | (u8::from(t == TAG_ABSENT) & absent);
+                        (false, true) => {
+                            for ((m, &t), &x) in within.iter_mut().zip(tags).zip(nums) {
+                                *m &=
+                                    u8::from(test(t, x, 0)) | (u8::from(t == TAG_ABSENT) & absent);
+                            }
                         }
-                    }
-                    (true, false) => {
-                        for ((m, &t), &c) in within.iter_mut().zip(tags).zip(&self.codes) {
-                            *m &= u8::from(test(t, 0.0, c)) | (u8::from(t == TAG_ABSENT) & absent);
+                        (true, false) => {
+                            for ((m, &t), &c) in within.iter_mut().zip(tags).zip(codes) {
+                                *m &= u8::from(test(t, 0.0, c))
+                                    | (u8::from(t == TAG_ABSENT) & absent);
+                            }
                         }
-                    }
-                    (true, true) => {
-                        for (m, &t) in within.iter_mut().zip(tags) {
-                            *m &= u8::from(test(t, 0.0, 0)) | (u8::from(t == TAG_ABSENT) & absent);
+                        (true, true) => {
+                            for (m, &t) in within.iter_mut().zip(tags) {
+                                *m &= u8::from(test(t, 0.0, 0))
+                                    | (u8::from(t == TAG_ABSENT) & absent);
+                            }
                         }
                     }
                 }
@@ -775,9 +799,9 @@ impl PropColumn {
             Some(recs) => {
                 let entry = |i: usize| {
                     test(
-                        self.tags[i],
-                        self.nums.get(i).copied().unwrap_or(0.0),
-                        self.codes.get(i).copied().unwrap_or(0),
+                        self.tags.get(i).unwrap_or(TAG_ABSENT),
+                        self.nums.get(i).unwrap_or(0.0),
+                        self.codes.get(i).unwrap_or(0),
                     )
                 };
                 if absent == 1 {
@@ -808,16 +832,16 @@ impl PropColumn {
         if let Some(r) = &mut self.recs {
             r.shrink_to_fit();
         }
-        self.tags.shrink_to_fit();
-        self.nums.shrink_to_fit();
-        self.codes.shrink_to_fit();
+        self.tags.shrink();
+        self.nums.shrink();
+        self.codes.shrink();
     }
 
     fn heap_bytes(&self) -> usize {
         self.recs.as_ref().map_or(0, |r| r.capacity() * 4)
-            + self.tags.capacity()
-            + self.nums.capacity() * 8
-            + self.codes.capacity() * 4
+            + self.tags.heap_bytes()
+            + self.nums.heap_bytes()
+            + self.codes.heap_bytes()
     }
 }
 
@@ -882,11 +906,6 @@ impl PropColumns {
 
     pub fn column(&self, path: u32) -> Option<&PropColumn> {
         self.cols.get(&path)
-    }
-
-    /// The value at `path` in `record`, `None` when missing or null.
-    pub fn get(&self, record: u32, path: u32) -> Option<Prop> {
-        self.cols.get(&path)?.get(record)
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -990,7 +1009,8 @@ mod tests {
         for round in 0..40 {
             let mut col = PropColumn::default();
             let mut model: Vec<Option<Prop>> = Vec::new();
-            let records = 2000;
+            // Some rounds fill the columns past one block of their chunked storage.
+            let records = if round % 10 == 9 { 40_000 } else { 2000 };
             for r in 0..records {
                 // Phases of high and low density.
                 let dense = (r / 300 + round) % 2 == 0;
@@ -1041,14 +1061,16 @@ mod tests {
                 .wrapping_add(1);
             state >> 33
         };
-        for spread_days in [3i64, 200, 40_000] {
+        // (days the timestamps spread over, events): the last case fills runs past one
+        // block of their chunked columns.
+        for (spread_days, events) in [(3i64, 3000u64), (200, 3000), (40_000, 3000), (3, 60_000)] {
             let mut stream = Stream::default();
             let mut model: Vec<(u32, i64, u32)> = Vec::new();
             let base = 1_700_000_000_000i64;
-            for i in 0..3000u64 {
+            for i in 0..events {
                 let slot = (next() % 97) as u32;
                 // Time mostly moves forward, with stragglers.
-                let drift = (i as i64) * spread_days * DAY_MS / 3000;
+                let drift = (i as i64) * spread_days * DAY_MS / events as i64;
                 let ts = base + drift - (next() as i64 % (spread_days * DAY_MS / 4 + 1));
                 let payload = (next() % 5) as u32;
                 stream.push(slot, ts, payload);
@@ -1071,7 +1093,7 @@ mod tests {
             }
             let totals = stream.totals_in(i64::MIN, i64::MAX);
             assert!(totals.is_some());
-            for (slot, &t) in totals.unwrap_or(&[]).iter().enumerate() {
+            for (slot, t) in totals.iter().flat_map(|t| t.iter()).enumerate() {
                 let n = model.iter().filter(|e| e.0 as usize == slot).count();
                 assert_eq!(usize::from(t), n.min(255), "total of {slot}");
             }

@@ -10,6 +10,7 @@ use segmentd_rules::FieldValue;
 use segmentd_rules::rule::{FieldRef, TextOp};
 
 use crate::bits::Bits;
+use crate::chunked::Chunked;
 use crate::dict::{Dict, NONE};
 
 /// A dictionary-encoded text column: the distinct LOWERCASED values and each value's
@@ -28,13 +29,13 @@ pub struct DictColumn {
 /// four once it grows past that.
 #[derive(Debug, Clone)]
 enum Codes {
-    Small(Vec<u16>),
-    Large(Vec<u32>),
+    Small(Chunked<u16>),
+    Large(Chunked<u32>),
 }
 
 impl Default for Codes {
     fn default() -> Self {
-        Codes::Small(Vec::new())
+        Codes::Small(Chunked::new())
     }
 }
 
@@ -48,11 +49,11 @@ impl Codes {
 
     fn get(&self, slot: u32) -> u32 {
         match self {
-            Codes::Small(v) => match v.get(slot as usize).copied() {
+            Codes::Small(v) => match v.get(slot as usize) {
                 None | Some(u16::MAX) => NONE,
                 Some(c) => u32::from(c),
             },
-            Codes::Large(v) => v.get(slot as usize).copied().unwrap_or(NONE),
+            Codes::Large(v) => v.get(slot as usize).unwrap_or(NONE),
         }
     }
 
@@ -64,30 +65,23 @@ impl Codes {
         {
             let wide = v
                 .iter()
-                .map(|&c| if c == u16::MAX { NONE } else { u32::from(c) })
+                .map(|c| if c == u16::MAX { NONE } else { u32::from(c) })
                 .collect();
             *self = Codes::Large(wide);
         }
         match self {
             Codes::Small(v) => {
-                if v.len() <= i {
-                    v.resize(i + 1, u16::MAX);
-                }
-                v[i] = if code == NONE { u16::MAX } else { code as u16 };
+                let c = if code == NONE { u16::MAX } else { code as u16 };
+                v.set(i, c, u16::MAX);
             }
-            Codes::Large(v) => {
-                if v.len() <= i {
-                    v.resize(i + 1, NONE);
-                }
-                v[i] = code;
-            }
+            Codes::Large(v) => v.set(i, code, NONE),
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
-            Codes::Small(v) => v.capacity() * 2,
-            Codes::Large(v) => v.capacity() * 4,
+            Codes::Small(v) => v.heap_bytes(),
+            Codes::Large(v) => v.heap_bytes(),
         }
     }
 }
@@ -199,8 +193,8 @@ impl DictColumn {
         } else {
             let mut scanned = Bits::new(self.codes.len());
             match &self.codes {
-                Codes::Small(v) => scanned.fill_from(v, |c| codes.get(u32::from(c))),
-                Codes::Large(v) => scanned.fill_from(v, |c| codes.get(c)),
+                Codes::Small(v) => scanned.fill_from_chunked(v, |c| codes.get(u32::from(c))),
+                Codes::Large(v) => scanned.fill_from_chunked(v, |c| codes.get(c)),
             }
             out.or_with(&scanned);
         }
@@ -208,8 +202,8 @@ impl DictColumn {
 
     fn shrink(&mut self) {
         match &mut self.codes {
-            Codes::Small(v) => v.shrink_to_fit(),
-            Codes::Large(v) => v.shrink_to_fit(),
+            Codes::Small(v) => v.shrink(),
+            Codes::Large(v) => v.shrink(),
         }
         self.postings.shrink_to_fit();
         self.many.shrink_to_fit();
@@ -235,7 +229,7 @@ impl DictColumn {
 #[derive(Debug, Default, Clone)]
 pub struct ArenaColumn {
     /// Per slot: the start of its entry in `bytes`, or `NONE`.
-    starts: Vec<u32>,
+    starts: Chunked<u32>,
     bytes: Vec<u8>,
     /// Bytes of entries no slot points at any more.
     garbage: usize,
@@ -268,7 +262,7 @@ impl ArenaColumn {
 
     /// The lowercased value's bytes of `slot`.
     pub fn bytes_of(&self, slot: u32) -> Option<&[u8]> {
-        match self.starts.get(slot as usize).copied().unwrap_or(NONE) {
+        match self.starts.get(slot as usize).unwrap_or(NONE) {
             NONE => None,
             s => Some(self.entry(s)),
         }
@@ -298,10 +292,8 @@ impl ArenaColumn {
                 return; // Beyond 4 GiB of values in one field: not kept.
             }
         }
-        if self.starts.len() <= slot as usize {
-            self.starts.resize(slot as usize + 1, NONE);
-        }
-        self.starts[slot as usize] = self.bytes.len() as u32;
+        self.starts
+            .set(slot as usize, self.bytes.len() as u32, NONE);
         Self::push_entry(&mut self.bytes, lower.as_bytes());
     }
 
@@ -323,12 +315,14 @@ impl ArenaColumn {
     fn compact(&mut self) {
         let mut bytes = Vec::with_capacity(self.bytes.len() - self.garbage.min(self.bytes.len()));
         for i in 0..self.starts.len() {
-            let s = self.starts[i];
+            let s = self.starts.get(i).unwrap_or(NONE);
             if s != NONE {
                 let v = self.entry(s);
                 let at = bytes.len() as u32;
                 Self::push_entry(&mut bytes, v);
-                self.starts[i] = at;
+                if let Some(start) = self.starts.get_mut(i) {
+                    *start = at;
+                }
             }
         }
         self.bytes = bytes;
@@ -336,14 +330,14 @@ impl ArenaColumn {
     }
 
     fn shrink(&mut self) {
-        self.starts.shrink_to_fit();
+        self.starts.shrink();
         self.bytes.shrink_to_fit();
     }
 
     /// Sets in `out` the slots whose value passes `test` (one pass over the arena).
     fn select(&self, out: &mut Bits, test: impl Fn(&[u8]) -> bool) {
         let bytes = self.bytes.as_slice();
-        out.fill_from(&self.starts, |s| {
+        out.fill_from_chunked(&self.starts, |s| {
             if s == NONE {
                 return false;
             }
@@ -386,7 +380,7 @@ impl ArenaColumn {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.starts.capacity() * 4 + self.bytes.capacity()
+        self.starts.heap_bytes() + self.bytes.capacity()
     }
 }
 
@@ -502,18 +496,18 @@ impl TextColumn {
 #[derive(Debug, Default, Clone)]
 pub struct NumberColumn {
     pub has: Bits,
-    narrow: Vec<f32>,
+    narrow: Chunked<f32>,
     /// Non-empty once a value needed all 64 bits (then `narrow` is empty).
-    wide: Vec<f64>,
+    wide: Chunked<f64>,
 }
 
 impl NumberColumn {
     pub fn get(&self, slot: u32) -> f64 {
         let i = slot as usize;
         if self.wide.is_empty() {
-            self.narrow.get(i).map_or(0.0, |&x| f64::from(x))
+            self.narrow.get(i).map_or(0.0, f64::from)
         } else {
-            self.wide.get(i).copied().unwrap_or(0.0)
+            self.wide.get(i).unwrap_or(0.0)
         }
     }
 
@@ -521,41 +515,35 @@ impl NumberColumn {
         let i = slot as usize;
         let exact = f64::from(x as f32).to_bits() == x.to_bits();
         if self.wide.is_empty() && !exact {
-            self.wide = self.narrow.iter().map(|&v| f64::from(v)).collect();
-            self.narrow = Vec::new();
+            self.wide = self.narrow.iter().map(f64::from).collect();
+            self.narrow = Chunked::new();
             if self.wide.is_empty() {
                 self.wide.push(0.0);
             }
         }
         if self.wide.is_empty() {
-            if self.narrow.len() <= i {
-                self.narrow.resize(i + 1, 0.0);
-            }
-            self.narrow[i] = x as f32;
+            self.narrow.set(i, x as f32, 0.0);
         } else {
-            if self.wide.len() <= i {
-                self.wide.resize(i + 1, 0.0);
-            }
-            self.wide[i] = x;
+            self.wide.set(i, x, 0.0);
         }
     }
 
     /// Sets in `out` the slots whose value (with or without one) passes `f`.
     pub fn fill(&self, out: &mut Bits, f: impl Fn(f64) -> bool) {
         if self.wide.is_empty() {
-            out.fill_from(&self.narrow, |v| f(f64::from(v)));
+            out.fill_from_chunked(&self.narrow, |v| f(f64::from(v)));
         } else {
-            out.fill_from(&self.wide, f);
+            out.fill_from_chunked(&self.wide, f);
         }
     }
 
     fn shrink(&mut self) {
-        self.narrow.shrink_to_fit();
-        self.wide.shrink_to_fit();
+        self.narrow.shrink();
+        self.wide.shrink();
     }
 
     fn heap_bytes(&self) -> usize {
-        self.has.heap_bytes() + self.narrow.capacity() * 4 + self.wide.capacity() * 8
+        self.has.heap_bytes() + self.narrow.heap_bytes() + self.wide.heap_bytes()
     }
 }
 
@@ -563,7 +551,7 @@ impl NumberColumn {
 pub struct DateColumn {
     pub has: Bits,
     /// Day numbers (days since 1970-01-01).
-    pub days: Vec<i32>,
+    pub days: Chunked<i32>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -620,7 +608,7 @@ impl Field {
         if let Some(d) = &self.date
             && d.has.get(slot)
         {
-            return Some(Stored::Date(d.days[slot as usize]));
+            return Some(Stored::Date(d.days.get(slot as usize).unwrap_or(0)));
         }
         if let Some(b) = &self.boolean {
             if b.is_true.get(slot) {
@@ -678,10 +666,7 @@ impl Field {
             }
             FieldValue::Date(d) => {
                 let c = self.date.get_or_insert_with(DateColumn::default);
-                if c.days.len() <= i {
-                    c.days.resize(i + 1, 0);
-                }
-                c.days[i] = day_number(*d);
+                c.days.set(i, day_number(*d), 0);
                 c.has.set(slot);
             }
             FieldValue::Boolean(b) => {
@@ -698,14 +683,21 @@ impl Field {
 
     /// Gives back spare capacity (after a build or a compaction).
     pub fn shrink(&mut self) {
+        self.present.shrink();
         if let Some(t) = &mut self.text {
             t.shrink();
         }
         if let Some(n) = &mut self.number {
+            n.has.shrink();
             n.shrink();
         }
         if let Some(d) = &mut self.date {
-            d.days.shrink_to_fit();
+            d.has.shrink();
+            d.days.shrink();
+        }
+        if let Some(b) = &mut self.boolean {
+            b.is_true.shrink();
+            b.is_false.shrink();
         }
     }
 
@@ -716,7 +708,7 @@ impl Field {
             + self
                 .date
                 .as_ref()
-                .map_or(0, |d| d.has.heap_bytes() + d.days.capacity() * 4)
+                .map_or(0, |d| d.has.heap_bytes() + d.days.heap_bytes())
             + self
                 .boolean
                 .as_ref()

@@ -16,6 +16,7 @@
 //! equals what it decides contact by contact. No I/O, no clock reads.
 
 mod bits;
+mod chunked;
 mod dict;
 mod eval;
 mod events;
@@ -33,6 +34,7 @@ use segmentd_rules::{Clock, ContactData, CustomEvent, FieldValue, SystemEvent, V
 pub use bits::Bits;
 pub use explain::{ExplainNode, Explanation};
 
+use crate::chunked::Chunked;
 use crate::dict::Dict;
 use crate::eval::{Refs, ms_floor};
 use crate::events::Events;
@@ -113,7 +115,7 @@ pub struct Index {
     /// The clock maintained membership is valid at (set by `new` and `refresh`).
     clock: Clock,
     /// Slot → store id.
-    store_ids: Vec<i64>,
+    store_ids: Chunked<i64>,
     /// `store_ids[..ascending]` is strictly increasing: store id → slot by a guess
     /// (dense ids) or a binary search, with no map. Later slots whose id does not extend
     /// that run (e.g. contacts loaded in external-id order) are found in `sorted`
@@ -138,7 +140,7 @@ impl Index {
     pub fn new(clock: Clock) -> Self {
         Index {
             clock,
-            store_ids: Vec::new(),
+            store_ids: Chunked::new(),
             ascending: 0,
             sorted_ids: Vec::new(),
             sorted_slots: Vec::new(),
@@ -169,19 +171,23 @@ impl Index {
 
     /// The dense id of a live contact.
     pub fn slot_of(&self, contact: i64) -> Option<u32> {
-        let ids = &self.store_ids[..self.ascending];
-        let live = |i: usize| (ids[i] == contact && self.alive.get(i as u32)).then_some(i as u32);
-        if let Some(&first) = ids.first() {
+        let ids = &self.store_ids;
+        let ascending = self.ascending;
+        let live = |i: usize| {
+            (i < ascending && ids.get(i) == Some(contact) && self.alive.get(i as u32))
+                .then_some(i as u32)
+        };
+        if ascending > 0
+            && let Some(first) = ids.get(0)
+        {
             // Dense ids: the slot is the distance from the first one.
             let guess = contact.wrapping_sub(first);
-            if (0..ids.len() as i64).contains(&guess)
+            if (0..ascending as i64).contains(&guess)
                 && let Some(s) = live(guess as usize)
             {
                 return Some(s);
             }
-            if let Ok(i) = ids.binary_search(&contact)
-                && let Some(s) = live(i)
-            {
+            if let Some(s) = live(ids.partition_point_in(0, ascending, |id| id < contact)) {
                 return Some(s);
             }
         }
@@ -217,7 +223,7 @@ impl Index {
 
     /// The store id of a dense id.
     pub fn store_id(&self, slot: u32) -> Option<i64> {
-        self.store_ids.get(slot as usize).copied()
+        self.store_ids.get(slot as usize)
     }
 
     /// The store ids of a set of dense ids (e.g. from [`Index::evaluate`]), in dense order.
@@ -317,7 +323,7 @@ impl Index {
             None => {
                 let slot = self.store_ids.len() as u32;
                 let extends = self.ascending == self.store_ids.len()
-                    && self.store_ids.last().is_none_or(|&l| l < contact);
+                    && self.store_ids.last().is_none_or(|l| l < contact);
                 self.store_ids.push(contact);
                 if extends {
                     self.ascending += 1;
@@ -535,14 +541,15 @@ impl Index {
         for f in self.fields.values_mut() {
             f.shrink();
         }
-        self.store_ids.shrink_to_fit();
+        self.store_ids.shrink();
+        self.alive.shrink();
         self.maybe_merge_ids(true);
         self.events.release();
     }
 
     /// Heap bytes held by the index.
     pub fn memory(&self) -> MemoryReport {
-        let contacts = self.store_ids.capacity() * 8
+        let contacts = self.store_ids.heap_bytes()
             + self.sorted_ids.capacity() * 8
             + self.sorted_slots.capacity() * 4
             + self.overflow.capacity() * 17

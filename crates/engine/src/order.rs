@@ -10,12 +10,13 @@ use std::ops::Bound;
 use roaring::RoaringBitmap;
 
 use crate::bits::Bits;
+use crate::chunked::Chunked;
 
 #[derive(Debug, Default)]
 pub struct ExternalOrder {
     bytes: Vec<u8>,
     /// Slot → (start, length) in `bytes`.
-    spans: Vec<(u32, u32)>,
+    spans: Chunked<(u32, u32)>,
     /// Slots sorted by (external id, slot).
     sorted: Vec<u32>,
     pending: BTreeSet<(Box<str>, u32)>,
@@ -24,7 +25,7 @@ pub struct ExternalOrder {
 impl ExternalOrder {
     pub fn ext(&self, slot: u32) -> &str {
         match self.spans.get(slot as usize) {
-            Some(&(a, n)) => {
+            Some((a, n)) => {
                 std::str::from_utf8(&self.bytes[a as usize..(a + n) as usize]).unwrap_or("")
             }
             None => "",
@@ -53,11 +54,12 @@ impl ExternalOrder {
                 }
             }
         } else {
-            self.spans.resize(slot as usize + 1, (0, 0));
+            self.spans.grow_to(slot as usize + 1, (0, 0));
         }
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(ext.as_bytes());
-        self.spans[slot as usize] = (start, ext.len() as u32);
+        self.spans
+            .set(slot as usize, (start, ext.len() as u32), (0, 0));
         self.pending.insert((ext.into(), slot));
     }
 
@@ -161,7 +163,7 @@ impl ExternalOrder {
 
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
-            + self.spans.capacity() * 8
+            + self.spans.heap_bytes()
             + self.sorted.capacity() * 4
             + self
                 .pending
