@@ -226,16 +226,21 @@ impl EngineEvaluator {
     /// Applies `write` to the index (first moving its clock to now when it lags, or when
     /// `newest` — the latest timestamp the write brings — is ahead of it) and logs every
     /// membership change.
+    ///
+    /// The write runs on tokio's blocking pool: it holds the index's lock for
+    /// milliseconds (a batch of 10,000 events), and waiting for that lock or holding it on
+    /// one of the runtime's few worker threads would stall every other request on it,
+    /// parsing of the next batch included.
     async fn write(
         &self,
         account: &Account,
         newest: Option<Timestamp>,
         known: &HashMap<ContactId, String>,
-        write: impl FnOnce(&mut Index) -> Result<Vec<MembershipChange>, EvalError>,
+        write: impl FnOnce(&mut Index) -> Result<Vec<MembershipChange>, EvalError> + Send + 'static,
     ) -> Result<(), EvalError> {
         let idx = self.index_of(account).await?;
         let now = self.clock.now();
-        let changes = {
+        let changes = tokio::task::spawn_blocking(move || {
             let mut index = idx
                 .index
                 .write()
@@ -243,13 +248,15 @@ impl EngineEvaluator {
             let at = index.clock().now;
             let lagging = now.as_millisecond() - at.as_millisecond() > MAX_CLOCK_LAG_MS;
             let mut changes = if lagging || newest.is_some_and(|t| t > at) {
-                index.refresh(&self.clock_at(&idx, now))
+                index.refresh(&RuleClock::new(now, &idx.zone))
             } else {
                 Vec::new()
             };
             changes.extend(write(&mut index)?);
-            changes
-        };
+            Ok::<_, EvalError>(changes)
+        })
+        .await
+        .map_err(|e| EvalError::Engine(format!("index write stopped: {e}")))??;
         self.log(account, &changes, known, now).await
     }
 
@@ -408,7 +415,7 @@ impl Evaluator for EngineEvaluator {
             .iter()
             .map(|c| (c.id, c.external_id.clone()))
             .collect();
-        self.write(account, None, &known, |index| {
+        self.write(account, None, &known, move |index| {
             let mut changes = Vec::new();
             for c in &contacts {
                 changes.extend(index.upsert_contact(c.id, &c.external_id, &values(c)));
@@ -420,8 +427,9 @@ impl Evaluator for EngineEvaluator {
 
     async fn contact_deleted(&self, account: &Account, contact: &Contact) -> Result<(), EvalError> {
         let known = HashMap::from([(contact.id, contact.external_id.clone())]);
-        self.write(account, None, &known, |index| {
-            Ok(index.delete_contact(contact.id))
+        let id = contact.id;
+        self.write(account, None, &known, move |index| {
+            Ok(index.delete_contact(id))
         })
         .await
     }
@@ -443,15 +451,16 @@ impl Evaluator for EngineEvaluator {
                 (id, event(e.client_id, e.timestamp, e.body))
             })
             .collect();
-        self.write(account, newest, &known, |index| {
+        self.write(account, newest, &known, move |index| {
             Ok(index.add_events(converted.iter().map(|(c, e)| (*c, e))))
         })
         .await
     }
 
     async fn field_deleted(&self, account: &Account, key: &str) -> Result<(), EvalError> {
-        self.write(account, None, &HashMap::new(), |index| {
-            Ok(index.drop_field(key))
+        let key = key.to_owned();
+        self.write(account, None, &HashMap::new(), move |index| {
+            Ok(index.drop_field(&key))
         })
         .await
     }
@@ -463,7 +472,7 @@ impl Evaluator for EngineEvaluator {
         rule: &Rule,
     ) -> Result<(), EvalError> {
         let rule = rule.clone();
-        self.write(account, None, &HashMap::new(), |index| {
+        self.write(account, None, &HashMap::new(), move |index| {
             index
                 .set_segment(id, rule)
                 .map_err(|e| EvalError::Engine(format!("{e:?}")))
