@@ -33,6 +33,8 @@ pub struct IngestReport {
     pub contacts_time: Duration,
     pub events: usize,
     pub events_time: Duration,
+    /// Event → membership change visible, one probe each, sorted.
+    pub change_latency: Vec<Duration>,
 }
 
 impl IngestReport {
@@ -53,6 +55,18 @@ impl IngestReport {
             self.events,
             self.events_time.as_secs_f64(),
             rate(self.events, self.events_time)
+        );
+        let at = |q: f64| {
+            let n = self.change_latency.len();
+            let i = ((n as f64 * q).ceil() as usize).clamp(1, n.max(1)) - 1;
+            self.change_latency.get(i).copied().unwrap_or_default()
+        };
+        println!(
+            "event -> membership change visible through the API ({} single-event posts, each checked by a count): median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.change_latency.len(),
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            at(1.0).as_secs_f64() * 1e3,
         );
     }
 }
@@ -164,14 +178,18 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
         json!({"any": [{"all": [{"field": "vip", "op": "is_true"}, {"not": {"custom_event": "purchase", "op": "occurred"}}]},
                        {"all": [{"field": "age", "op": "greater_than", "value": 60}, {"any": [{"system_event": "MailClick", "op": "occurred"}, {"op": "occurred"}]}]}]}),
     ];
+    let mut segment_ids = Vec::new();
     for (i, rule) in segments.into_iter().enumerate() {
-        client
+        let saved: Value = client
             .post(format!("{base}/segments"))
             .bearer_auth(&key)
             .json(&json!({"name": format!("workload {i}"), "rule": rule}))
             .send()
             .await?
-            .error_for_status()?;
+            .error_for_status()?
+            .json()
+            .await?;
+        segment_ids.push(saved["id"].as_i64().unwrap_or_default());
     }
     let mut rng = StdRng::seed_from_u64(7);
     // Bodies are built and serialized before the clock starts: a client's own work is not
@@ -206,11 +224,85 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
     };
     let contacts_time = send("/contacts", contact_batches).await?;
     let events_time = send("/events", event_batches).await?;
+    let probe = ChangeProbe {
+        client: &client,
+        base: &base,
+        key: &key,
+        // "MailOpen not occurred in the last 60 days".
+        segment: segment_ids.get(2).copied().unwrap_or_default(),
+    };
+    let change_latency = probe.run(PROBES).await?;
     Ok(IngestReport {
         backend,
         contacts: bench.contacts,
         contacts_time,
         events: bench.events,
         events_time,
+        change_latency,
     })
+}
+
+/// Single events sent one at a time after the load.
+const PROBES: usize = 200;
+
+/// Measures event → membership change through the API, on the loaded account: each
+/// probe is a new contact (so in "MailOpen not occurred in the last 60 days"), then one
+/// MailOpen for it. The time is from sending the event to its acknowledgement, which
+/// comes after the store's commit and the index's update; the count read after it must
+/// be one lower, or the bench fails.
+struct ChangeProbe<'a> {
+    client: &'a reqwest::Client,
+    base: &'a str,
+    key: &'a str,
+    segment: i64,
+}
+
+impl ChangeProbe<'_> {
+    async fn count(&self) -> anyhow::Result<i64> {
+        let body: Value = self
+            .client
+            .get(format!("{}/segments/{}/count", self.base, self.segment))
+            .bearer_auth(self.key)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        body["count"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no count in {body}"))
+    }
+
+    async fn run(&self, probes: usize) -> anyhow::Result<Vec<Duration>> {
+        let post = |path: &str, body: Value| {
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(self.key)
+                .json(&body)
+                .send()
+        };
+        let ids: Vec<Value> = (0..probes)
+            .map(|i| json!({"external_id": format!("probe-{i}")}))
+            .collect();
+        post("/contacts", json!({ "contacts": ids }))
+            .await?
+            .error_for_status()?;
+        let mut before = self.count().await?;
+        let mut latencies = Vec::with_capacity(probes);
+        for i in 0..probes {
+            let event = json!({"events": [{"type": "system", "contact": format!("probe-{i}"),
+                "event": "MailOpen", "timestamp": jiff::Timestamp::now().to_string()}]});
+            let started = Instant::now();
+            post("/events", event).await?.error_for_status()?;
+            latencies.push(started.elapsed());
+            let after = self.count().await?;
+            anyhow::ensure!(
+                after == before - 1,
+                "probe {i}: the count went from {before} to {after}, not one lower"
+            );
+            before = after;
+        }
+        latencies.sort();
+        Ok(latencies)
+    }
 }

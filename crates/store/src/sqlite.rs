@@ -1126,6 +1126,8 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
 }
 
 #[cfg(test)]
+// A failed setup step should stop the test where it failed.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -167,3 +167,29 @@ async fn serve_reads_its_settings_from_a_config_file_and_flags_win() {
     let _ = child.wait();
     result
 }
+
+/// The ingest benchmark end to end on a small load: every batch acknowledged, and each
+/// latency probe's event seen as one fewer member (the bench fails otherwise).
+#[test]
+fn bench_ingest_loads_through_the_api_and_its_probes_see_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = segmentd()
+        .args(["bench", "ingest", "--contacts", "500", "--events", "3000"])
+        .args(["--batch", "700", "--clients", "3", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("| sqlite | contacts | 500 |"), "{stdout}");
+    assert!(stdout.contains("| sqlite | events | 3000 |"), "{stdout}");
+    assert!(
+        stdout
+            .contains("event -> membership change visible through the API (200 single-event posts"),
+        "{stdout}"
+    );
+}
