@@ -163,12 +163,6 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         external_ids: &[String],
     ) -> Result<Vec<Contact>>;
-    /// External id → contact id for those of `external_ids` that exist (no field decoding).
-    async fn contact_ids(
-        &self,
-        account: AccountId,
-        external_ids: &[String],
-    ) -> Result<std::collections::HashMap<String, ContactId>>;
     /// Appends membership changes to the log, in one transaction.
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()>;
     /// A segment's changes in log order, strictly after `after` (a `seq`).

@@ -462,10 +462,7 @@ impl Store for PostgresStore {
         Ok(InsertOutcome {
             accepted,
             duplicates: n as u64 - accepted,
-            contacts: batch
-                .iter()
-                .map(|e| contact_ids.get(&e.contact).copied().unwrap_or_default())
-                .collect(),
+            contacts,
         })
     }
 
@@ -717,25 +714,6 @@ impl Store for PostgresStore {
         Ok(in_order(external_ids.iter().cloned(), found, |c| {
             c.external_id.clone()
         }))
-    }
-
-    async fn contact_ids(
-        &self,
-        account: AccountId,
-        external_ids: &[String],
-    ) -> Result<HashMap<String, ContactId>> {
-        if external_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let list = external_ids;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, external_id FROM contacts WHERE account_id = $1 AND external_id = ANY($2)",
-        )
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
     }
 
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()> {

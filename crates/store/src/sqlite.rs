@@ -30,14 +30,17 @@ const MAX_BINDS: usize = 32_000;
 /// 0005 says why); keep in step with the migration's index expression.
 const BUCKET_BITS: u32 = 16;
 
-/// The buckets from the oldest stored event's to the newest's, as rows `buckets(b)`, for
-/// walking a contact's events one index seek per bucket.
-fn event_buckets() -> String {
+/// `SELECT columns` of one contact's events (binds: contact id, account id), walking the
+/// buckets from the oldest stored event's to the newest's with one index seek each.
+/// CROSS JOIN keeps the buckets as the outer loop.
+fn select_contact_events(columns: &str) -> String {
     format!(
         "WITH RECURSIVE buckets(b) AS ( \
          SELECT (SELECT coalesce(min(id), 0) >> {BUCKET_BITS} FROM events) \
          UNION ALL SELECT b + 1 FROM buckets \
-         WHERE b < (SELECT coalesce(max(id), 0) >> {BUCKET_BITS} FROM events))"
+         WHERE b < (SELECT coalesce(max(id), 0) >> {BUCKET_BITS} FROM events)) \
+         SELECT {columns} FROM buckets CROSS JOIN events e \
+         ON (e.id >> {BUCKET_BITS}) = buckets.b AND e.contact_id = ? WHERE e.account_id = ?"
     )
 }
 
@@ -476,10 +479,8 @@ impl Store for SqliteStore {
         // Events carry no foreign key (migration 0005), so they are deleted here; the
         // rest of the contact's rows go by ON DELETE CASCADE.
         sqlx::query(AssertSqlSafe(format!(
-            "{} DELETE FROM events WHERE id IN \
-             (SELECT e.id FROM buckets CROSS JOIN events e \
-              ON (e.id >> {BUCKET_BITS}) = buckets.b AND e.contact_id = ? WHERE e.account_id = ?)",
-            event_buckets()
+            "DELETE FROM events WHERE id IN ({})",
+            select_contact_events("e.id")
         )))
         .bind(id)
         .bind(account)
@@ -518,7 +519,6 @@ impl Store for SqliteStore {
         if contact_deletions(&mut tx, account).await? != deletions {
             contacts = resolve_contacts(&mut tx, account, &names, batch).await?;
         }
-        let contacts = contacts;
 
         // Rows go in batch order (ORDER BY key), so ids keep the arrival order and, of two
         // items with the same client id, the first is the one stored. `WHERE true` keeps
@@ -575,13 +575,9 @@ impl Store for SqliteStore {
         account: AccountId,
         contact: ContactId,
     ) -> Result<Vec<StoredEvent>> {
-        // CROSS JOIN keeps the buckets as the outer loop: one index seek per bucket.
         let rows: Vec<EventRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "{} SELECT {} FROM buckets CROSS JOIN events e \
-             ON (e.id >> {BUCKET_BITS}) = buckets.b AND e.contact_id = ? \
-             WHERE e.account_id = ? ORDER BY e.id",
-            event_buckets(),
-            prefixed_event_columns("e")
+            "{} ORDER BY e.id",
+            select_contact_events(&prefixed_event_columns("e"))
         )))
         .bind(contact)
         .bind(account)
@@ -814,25 +810,6 @@ impl Store for SqliteStore {
         Ok(in_order(external_ids.iter().cloned(), found, |c| {
             c.external_id.clone()
         }))
-    }
-
-    async fn contact_ids(
-        &self,
-        account: AccountId,
-        external_ids: &[String],
-    ) -> Result<HashMap<String, ContactId>> {
-        if external_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let list = to_json_text(external_ids)?;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, external_id FROM contacts WHERE account_id = ? AND external_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
     }
 
     async fn record_changes(&self, account: AccountId, changes: &[ChangeRecord]) -> Result<()> {
@@ -1217,10 +1194,11 @@ mod tests {
         assert!(again.is_err());
         // A contact's timeline is read through the bucket index.
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {} SELECT e.id FROM buckets CROSS JOIN events e \
-             ON (e.id >> {BUCKET_BITS}) = buckets.b AND e.contact_id = 1 WHERE e.account_id = 1",
-            event_buckets()
+            "EXPLAIN QUERY PLAN {}",
+            select_contact_events("e.id")
         )))
+        .bind(1)
+        .bind(1)
         .fetch_all(&pool)
         .await
         .unwrap();
