@@ -129,26 +129,43 @@ impl Browser {
         self.client.find_all(Locator::Css(css)).await.unwrap()
     }
 
+    /// Runs `act` on the element `css`, looking it up again when it fails: the page's
+    /// script may replace the element between the lookup and the action (a stale
+    /// element reference), as it does when the condition builder re-renders.
+    async fn on<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(Element) -> Fut,
+        Fut: Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let start = Instant::now();
+        loop {
+            match act(self.find(css).await).await {
+                Ok(v) => return v,
+                Err(e) if start.elapsed() > Duration::from_secs(10) => panic!("{css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        self.on(css, |e| async move { e.text().await }).await
     }
 
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        self.on(css, |e| async move { e.click().await }).await
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css).await;
-        e.clear().await.unwrap();
-        e.send_keys(text).await.unwrap();
+        self.on(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(text).await
+        })
+        .await
     }
 
     async fn choose(&self, css: &str, value: &str) {
-        self.find(css)
+        self.on(css, |e| async move { e.select_by_value(value).await })
             .await
-            .select_by_value(value)
-            .await
-            .unwrap_or_else(|e| panic!("select {css} = {value}: {e}"));
     }
 
     async fn path(&self) -> String {
@@ -486,11 +503,10 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
     b.goto("/panel/segments").await;
     let row = "#segments tbody tr[data-name='warsaw readers or shoppers']";
     assert_eq!(
-        b.find(&format!("{row} td[data-count]"))
-            .await
-            .attr("data-count")
-            .await
-            .unwrap(),
+        b.on(&format!("{row} td[data-count]"), |e| async move {
+            e.attr("data-count").await
+        })
+        .await,
         Some(count.to_string())
     );
 
@@ -530,7 +546,8 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
         .await;
     assert!(message.contains("value"), "{message}");
     assert_eq!(
-        b.find(&c13).await.attr("aria-invalid").await.unwrap(),
+        b.on(&c13, |e| async move { e.attr("aria-invalid").await })
+            .await,
         Some("true".into())
     );
     b.shot("07-edit-bad-value").await;
