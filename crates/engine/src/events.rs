@@ -15,6 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
+use crate::catalog::PropTally;
 use crate::chunked::{BLOCK, Chunked};
 use crate::dict::{Dict, NONE};
 
@@ -318,6 +319,8 @@ pub struct Stream {
     totals: Option<Chunked<u8>>,
     /// Custom event properties (payloads are their record ids).
     pub props: PropColumns,
+    /// Events of deleted contacts (they stay in the runs; nothing counts them).
+    pub dead: u64,
 }
 
 impl Default for Stream {
@@ -332,6 +335,7 @@ impl Default for Stream {
             max_ts: i64::MIN,
             min_ts: i64::MAX,
             props: PropColumns::default(),
+            dead: 0,
         }
     }
 }
@@ -343,6 +347,11 @@ impl Stream {
 
     pub fn len(&self) -> usize {
         self.merged_len() + self.tail.len()
+    }
+
+    /// Events of live contacts.
+    pub fn live(&self) -> u64 {
+        (self.len() as u64).saturating_sub(self.dead)
     }
 
     /// Merged runs that may hold events with `lo <= ts < hi` (the cost of one contact's
@@ -852,6 +861,8 @@ pub struct PropColumns {
     pub records: u32,
     /// Path id → its column.
     cols: HashMap<u32, PropColumn, BuildHasherDefault<SlotHasher>>,
+    /// Path id → the types and text values of its live events (the builder's catalog).
+    tallies: HashMap<u32, PropTally, BuildHasherDefault<SlotHasher>>,
 }
 
 impl PropColumns {
@@ -890,6 +901,7 @@ impl PropColumns {
             if let Some(value) = value {
                 let path = shared.path_id(prefix);
                 self.cols.entry(path).or_default().push(record, value);
+                self.tallies.entry(path).or_default().add(value);
             }
             if let Value::Object(inner) = v {
                 self.flatten(shared, record, inner, prefix);
@@ -908,12 +920,34 @@ impl PropColumns {
         self.cols.get(&path)
     }
 
+    /// Takes a record's values out of the tallies (its contact was deleted).
+    pub fn forget(&mut self, record: u32) {
+        for (path, col) in &self.cols {
+            if let (Some(v), Some(t)) = (col.get(record), self.tallies.get_mut(path)) {
+                t.remove(v);
+            }
+        }
+    }
+
+    pub fn tallies(&self) -> impl Iterator<Item = (&u32, &PropTally)> {
+        self.tallies.iter()
+    }
+
+    pub fn tally(&self, path: u32) -> Option<&PropTally> {
+        self.tallies.get(&path)
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.cols.capacity() * 80
             + self
                 .cols
                 .values()
                 .map(PropColumn::heap_bytes)
+                .sum::<usize>()
+            + self
+                .tallies
+                .values()
+                .map(|t| t.heap_bytes() + 64)
                 .sum::<usize>()
     }
 }

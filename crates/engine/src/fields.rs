@@ -158,7 +158,7 @@ impl DictColumn {
     }
 
     /// The number of slots holding `code`.
-    fn posting_len(&self, code: u32) -> u64 {
+    pub fn posting_count(&self, code: u32) -> u64 {
         match self.postings.get(code as usize).copied().unwrap_or(EMPTY) {
             EMPTY => 0,
             p if p & MANY == 0 => 1,
@@ -180,7 +180,7 @@ impl DictColumn {
                 few = false;
                 break;
             }
-            total += self.posting_len(c);
+            total += self.posting_count(c);
             if total > n / POSTINGS_UP_TO {
                 few = false;
                 break;

@@ -16,6 +16,7 @@
 //! equals what it decides contact by contact. No I/O, no clock reads.
 
 mod bits;
+mod catalog;
 mod chunked;
 mod dict;
 mod eval;
@@ -23,6 +24,8 @@ mod events;
 mod explain;
 mod fields;
 mod order;
+mod reach;
+mod search;
 mod segments;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,14 +35,19 @@ use segmentd_rules::rule::{FieldRef, Rule, SegmentId};
 use segmentd_rules::{Clock, ContactData, CustomEvent, FieldValue, SystemEvent, Visit};
 
 pub use bits::Bits;
+pub use catalog::{BuilderCatalog, Counted, EventInfo, PropertyInfo};
 pub use explain::{ExplainNode, Explanation};
+pub use reach::{Address, Channel, Channels, ReachCounts, Reachable};
 
+use crate::catalog::Tallies;
 use crate::chunked::Chunked;
 use crate::dict::Dict;
 use crate::eval::{Refs, ms_floor};
 use crate::events::Events;
 use crate::fields::{Field, Stored, day_number};
 use crate::order::ExternalOrder;
+use crate::reach::Reach;
+use crate::search::SortedKeys;
 use crate::segments::{Segments, StreamKey};
 
 /// Out-of-order store ids wait in a map until this many (or an eighth of the sorted
@@ -55,13 +63,15 @@ pub struct MembershipChange {
     pub entered: bool,
 }
 
-/// The values of a contact that rules read. Full replacement: a field missing here has
-/// no value after the write.
+/// The values of a contact that rules and campaigns read. Full replacement: a field
+/// missing here has no value after the write.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContactValues {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub fields: BTreeMap<String, FieldValue>,
+    /// Where messages can reach the contact (campaign audiences, reach counts).
+    pub channels: Channels,
 }
 
 impl From<&ContactData> for ContactValues {
@@ -70,6 +80,7 @@ impl From<&ContactData> for ContactValues {
             email: c.email.clone(),
             phone: c.phone.clone(),
             fields: c.fields.clone(),
+            channels: Channels::default(),
         }
     }
 }
@@ -132,6 +143,14 @@ pub struct Index {
     /// Client ids of stored events: "the first one stays".
     seen_event_ids: Dict,
     pub(crate) segments: Segments,
+    /// Who each channel reaches.
+    reach: Reach,
+    /// Live counts behind the builder's catalog.
+    pub(crate) tallies: Tallies,
+    /// Contacts by lowercased external id, e-mail and phone, for prefix search.
+    by_external_id: SortedKeys,
+    by_email: SortedKeys,
+    by_phone: SortedKeys,
 }
 
 impl Index {
@@ -151,6 +170,11 @@ impl Index {
             events: Events::new(),
             seen_event_ids: Dict::default(),
             segments: Segments::default(),
+            reach: Reach::default(),
+            tallies: Tallies::default(),
+            by_external_id: SortedKeys::default(),
+            by_email: SortedKeys::default(),
+            by_phone: SortedKeys::default(),
         }
     }
 
@@ -278,6 +302,54 @@ impl Index {
         self.segments.saved.get(&segment).map(|s| &s.members)
     }
 
+    /// The ids of the saved segments.
+    pub fn segment_ids(&self) -> impl Iterator<Item = SegmentId> + '_ {
+        self.segments.saved.keys().copied()
+    }
+
+    /// The external id of a live contact (store id).
+    pub fn external_id(&self, contact: i64) -> Option<&str> {
+        self.slot_of(contact).map(|s| self.order.ext(s))
+    }
+
+    /// How many of `set` (dense ids) each channel reaches.
+    pub fn reach(&self, set: &Bits) -> ReachCounts {
+        self.reach.counts(set)
+    }
+
+    /// The members of any of `targets` and of none of `exclusions` (saved segments),
+    /// split for a message on `channel`; `excluded` counts the targeted members that an
+    /// exclusion segment took out.
+    pub fn audience(
+        &self,
+        targets: &[SegmentId],
+        exclusions: &[SegmentId],
+        channel: Channel,
+    ) -> (Reachable, u64) {
+        let n = self.alive.len();
+        let mut targeted = Bits::new(n);
+        for id in targets {
+            if let Some(m) = self.membership(*id) {
+                targeted.or_roaring(m);
+            }
+        }
+        let mut excluded = Bits::new(n);
+        for id in exclusions {
+            if let Some(m) = self.membership(*id) {
+                excluded.or_roaring(m);
+            }
+        }
+        let taken = targeted.and_count(&excluded);
+        targeted.and_not_with(&excluded);
+        targeted.and_with(&self.alive);
+        (self.reach.split(&targeted, channel), taken)
+    }
+
+    /// The channels of a live contact (store id).
+    pub fn channels(&self, contact: i64) -> Option<Channels> {
+        self.slot_of(contact).map(|s| self.reach.get(s))
+    }
+
     /// The saved segment's rule.
     pub fn segment_rule(&self, segment: SegmentId) -> Option<&Rule> {
         self.segments.saved.get(&segment).map(|s| &s.rule)
@@ -335,8 +407,14 @@ impl Index {
                 (slot, true)
             }
         };
+        let old_keys = if created {
+            [None, None, None]
+        } else {
+            self.search_keys(slot)
+        };
         self.order.set(slot, external_id);
         self.order.maybe_compact(&self.alive);
+        self.reach.set(slot, &values.channels);
 
         let mut wanted: HashMap<FieldRef, FieldValue> = HashMap::new();
         if let Some(e) = &values.email {
@@ -365,6 +443,7 @@ impl Index {
                 changed.push(key);
             }
         }
+        self.update_search(slot, old_keys);
         if created {
             let all: Vec<SegmentId> = self.segments.order.clone();
             self.redecide(slot, &all)
@@ -379,12 +458,16 @@ impl Index {
         let Some(slot) = self.slot_of(contact) else {
             return Vec::new();
         };
+        let old_keys = self.search_keys(slot);
         self.overflow.remove(&contact);
         self.alive.clear(slot);
         self.order.remove(slot);
         for field in self.fields.values_mut() {
             field.clear(slot);
         }
+        self.update_search(slot, old_keys);
+        self.reach.clear(slot);
+        self.forget_events(slot);
         let mut changes = Vec::new();
         for id in self.segments.order.clone() {
             if let Some(s) = self.segments.saved.get_mut(&id)
@@ -428,6 +511,7 @@ impl Index {
             let key = match event {
                 Event::System(e) => {
                     let payload = self.events.campaign_code(e.campaign.as_deref());
+                    self.tallies.campaign(payload, true);
                     self.events.system[e.kind as usize].push(slot, ms_floor(e.timestamp), payload);
                     StreamKey::System(e.kind as u8)
                 }
@@ -440,6 +524,7 @@ impl Index {
                 Event::Visit(v) => {
                     let code = self.events.urls.intern(&events::lower(&v.url));
                     self.events.visits.push(slot, ms_floor(v.timestamp), code);
+                    self.tallies.visit(code, &self.events.urls, true);
                     StreamKey::Visits
                 }
             };
@@ -545,6 +630,8 @@ impl Index {
         self.alive.shrink();
         self.maybe_merge_ids(true);
         self.events.release();
+        self.compact_search();
+        self.reach.shrink();
     }
 
     /// Heap bytes held by the index.
@@ -555,9 +642,11 @@ impl Index {
             + self.overflow.capacity() * 17
             + self.alive.heap_bytes()
             + self.order.heap_bytes()
-            + self.seen_event_ids.heap_bytes();
+            + self.seen_event_ids.heap_bytes()
+            + self.reach.heap_bytes()
+            + self.search_heap_bytes();
         let fields = self.fields.values().map(Field::heap_bytes).sum::<usize>();
-        let events = self.events.heap_bytes();
+        let events = self.events.heap_bytes() + self.tallies.heap_bytes();
         let segments = self.segments.heap_bytes();
         MemoryReport {
             contacts,

@@ -28,7 +28,7 @@ use crate::settings::{DeliverySettings, SmtpTls};
 use crate::state::AppState;
 use crate::tracking::{LinkKind, Signer};
 
-/// Members are read from the evaluator this many at a time.
+/// Members are read from the index this many at a time.
 const MEMBERS_PAGE: usize = 10_000;
 /// Attempts per recipient (the first and two retries).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -110,7 +110,7 @@ async fn all_members(
     let mut after: Option<String> = None;
     loop {
         let page = state
-            .evaluator
+            .index
             .members(account, segment, None, after.as_deref(), MEMBERS_PAGE)
             .await?;
         let done = page.len() < MEMBERS_PAGE;

@@ -162,7 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(&settings).await?;
             let store = app.state().store.clone();
             let now = app.state().clock.now();
-            let (account, created) = ensure_demo(store.as_ref(), contacts, now).await?;
+            let (account, created) = ensure_demo(app.state(), contacts, now).await?;
             let key = issue_api_key(store.as_ref(), account.id).await?;
             if settings.uses_data_dir() {
                 let path = settings.data_dir.join("demo-api-key.txt");

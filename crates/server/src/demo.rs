@@ -8,12 +8,12 @@ use jiff::{Timestamp, ToSpan};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use segmentd_rules::{FieldType, FieldValue, SystemEventKind, parse_rule};
-use segmentd_store::{
-    Account, ContactUpsert, EventBody, FieldDef, NewEvent, Patch, SegmentDraft, Store,
-};
+use segmentd_store::{Account, ContactUpsert, EventBody, FieldDef, NewEvent, Patch, SegmentDraft};
 use serde_json::json;
 
 use crate::catalog::load_catalog;
+use crate::state::AppState;
+use crate::writes;
 
 pub const DEMO_ACCOUNT: &str = "Demo";
 
@@ -33,10 +33,11 @@ const CATEGORIES: [&str; 4] = ["shoes", "books", "garden", "electronics"];
 
 /// Finds the demo account, or creates it with its data. Returns it and whether it is new.
 pub async fn ensure_demo(
-    store: &dyn Store,
+    state: &AppState,
     contacts: usize,
     now: Timestamp,
 ) -> anyhow::Result<(Account, bool)> {
+    let store = state.store.as_ref();
     if let Some(account) = store
         .accounts()
         .await?
@@ -46,7 +47,7 @@ pub async fn ensure_demo(
         return Ok((account, false));
     }
     let account = store.create_account(DEMO_ACCOUNT, "Europe/Warsaw").await?;
-    fill(store, &account, contacts, now).await?;
+    fill(state, &account, contacts, now).await?;
     Ok((account, true))
 }
 
@@ -58,12 +59,8 @@ fn field(key: &str, label: &str, field_type: FieldType) -> FieldDef {
     }
 }
 
-async fn fill(
-    store: &dyn Store,
-    account: &Account,
-    n: usize,
-    now: Timestamp,
-) -> anyhow::Result<()> {
+/// Writes the demo data through the write path, as the API would.
+async fn fill(state: &AppState, account: &Account, n: usize, now: Timestamp) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(0x5E6_3E47);
     for f in [
         field("first_name", "First name", FieldType::Text),
@@ -75,7 +72,7 @@ async fn fill(
         field("birthday", "Birthday", FieldType::Date),
         field("newsletter", "Newsletter", FieldType::Boolean),
     ] {
-        store.create_field(account.id, &f).await?;
+        writes::create_field(state, account, &f).await?;
     }
     let today = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
     let names = [
@@ -145,7 +142,7 @@ async fn fill(
         });
     }
     for chunk in contacts.chunks(5_000) {
-        store.upsert_contacts(account.id, chunk).await?;
+        writes::upsert_contacts(state, account, chunk).await?;
     }
 
     let mut events = Vec::new();
@@ -209,7 +206,7 @@ async fn fill(
     }
     events.sort_by_key(|e| e.timestamp);
     for chunk in events.chunks(10_000) {
-        store.insert_events(account.id, chunk).await?;
+        writes::add_events(state, account, chunk.to_vec()).await?;
     }
 
     let segments = [
@@ -249,20 +246,19 @@ async fn fill(
         ),
     ];
     for (name, description, rule) in segments {
-        let (catalog, _) = load_catalog(store, account.id).await?;
+        let (catalog, _) = load_catalog(state.store.as_ref(), account.id).await?;
         let rule = parse_rule(&rule, "rule", &catalog, None)
             .map_err(|issues| anyhow::anyhow!("demo segment {name}: {issues:?}"))?;
-        store
-            .create_segment(
-                account.id,
-                &SegmentDraft {
-                    name: name.into(),
-                    description: description.into(),
-                    rule: rule.to_json(),
-                },
-                now,
-            )
-            .await?;
+        writes::create_segment(
+            state,
+            account,
+            &SegmentDraft {
+                name: name.into(),
+                description: description.into(),
+                rule: rule.to_json(),
+            },
+        )
+        .await?;
     }
     Ok(())
 }

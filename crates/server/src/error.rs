@@ -133,8 +133,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::evaluation::EvalError> for ApiError {
-    fn from(e: crate::evaluation::EvalError) -> Self {
+impl From<crate::index::IndexError> for ApiError {
+    fn from(e: crate::index::IndexError) -> Self {
         ApiError::Internal(e.to_string())
     }
 }

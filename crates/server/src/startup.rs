@@ -8,8 +8,7 @@ use segmentd_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::engine::EngineEvaluator;
-use crate::evaluation::Evaluator;
+use crate::index::Indexes;
 use crate::settings::{DeliverySettings, Settings};
 use crate::state::{AppState, Clock, SystemClock};
 
@@ -17,13 +16,13 @@ use crate::state::{AppState, Clock, SystemClock};
 /// (plus one refresh), well inside the 60 s the product promises.
 pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Refreshes the evaluator on a timer, for as long as the runtime lives.
-async fn refresh_every(evaluator: Arc<dyn Evaluator>, every: std::time::Duration) {
+/// Refreshes the indexes on a timer, for as long as the runtime lives.
+async fn refresh_every(indexes: Arc<Indexes>, every: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
-        if let Err(e) = evaluator.refresh().await {
+        if let Err(e) = indexes.refresh().await {
             tracing::warn!(error = %e, "refreshing time-relative segments failed");
         }
     }
@@ -56,16 +55,15 @@ impl Application {
         mut delivery: DeliverySettings,
     ) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let evaluator: Arc<dyn Evaluator> =
-            Arc::new(EngineEvaluator::load(store.clone(), clock.clone()).await?);
-        tokio::spawn(refresh_every(evaluator.clone(), REFRESH_INTERVAL));
+        let index = Arc::new(Indexes::load(store.clone(), clock.clone()).await?);
+        tokio::spawn(refresh_every(index.clone(), REFRESH_INTERVAL));
         let listener = TcpListener::bind(listen).await?;
         if delivery.public_url.is_none() {
             delivery.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
         let state = AppState {
             store,
-            evaluator,
+            index,
             clock,
             campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
         };

@@ -1,11 +1,11 @@
-//! What every handler shares: the store, the evaluator and the clock.
+//! What every handler shares: the store, the indexes and the clock.
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use segmentd_store::Store;
 
-use crate::evaluation::Evaluator;
+use crate::index::Indexes;
 
 /// Where handlers get the time from, so tests can fix it. Never read deep in logic.
 pub trait Clock: Send + Sync + 'static {
@@ -24,7 +24,8 @@ impl Clock for SystemClock {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub evaluator: Arc<dyn Evaluator>,
+    /// Every account's in-memory index: all reads of membership go through it.
+    pub index: Arc<Indexes>,
     pub clock: Arc<dyn Clock>,
     /// Campaign delivery: settings, the HTTP client and the campaigns running here.
     pub campaigns: Arc<crate::campaigns::Delivery>,

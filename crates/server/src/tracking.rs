@@ -5,8 +5,8 @@
 //! and kept in the store), over the kind, the ids and the target, cut to 128 bits. A link
 //! whose signature does not match gets a 404 and records nothing, so links can be
 //! neither forged nor enumerated. Opens and clicks are recorded as system events with the
-//! campaign id exactly as `POST /api/v1/events` records them: store first, then the
-//! evaluator's hook, so segments see them at once.
+//! campaign id through the same write path as `POST /api/v1/events`
+//! (`crate::writes`), so segments see them at once.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -23,6 +23,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::state::AppState;
+use crate::writes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
@@ -199,19 +200,8 @@ async fn record(
             url,
         },
     }];
-    let outcome = match state.store.insert_events(account.id, &batch).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::warn!(error = %e, "recording a tracking event failed");
-            return;
-        }
-    };
-    if let Err(e) = state
-        .evaluator
-        .events_added(account, batch.into(), &outcome.contacts)
-        .await
-    {
-        tracing::warn!(error = %e, "indexing a tracking event failed");
+    if let Err(e) = writes::add_events(state, account, batch.into()).await {
+        tracing::warn!(error = %e, "recording a tracking event failed");
     }
 }
 
@@ -361,19 +351,9 @@ async fn visit(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
         timestamp: state.clock.now(),
         body: EventBody::Visit { url: v.url },
     }];
-    let outcome = match state.store.insert_events(account.id, &batch).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::warn!(error = %e, "recording a visit failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "try again later").into_response();
-        }
-    };
-    if let Err(e) = state
-        .evaluator
-        .events_added(&account, batch.into(), &outcome.contacts)
-        .await
-    {
-        tracing::warn!(error = %e, "indexing a visit failed");
+    if let Err(e) = writes::add_events(&state, &account, batch.into()).await {
+        tracing::warn!(error = %e, "recording a visit failed");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "try again later").into_response();
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -388,16 +368,9 @@ async fn unsubscribe(State(state): State<AppState>, Path(link): Path<LinkPath>) 
         email_status: Patch::Set(EmailStatus::Unsubscribed),
         ..ContactUpsert::default()
     };
-    if let Err(e) = state.store.upsert_contacts(account.id, &[upsert]).await {
+    if let Err(e) = writes::upsert_contacts(&state, &account, &[upsert]).await {
         tracing::error!(error = %e, "unsubscribing failed");
         return (StatusCode::INTERNAL_SERVER_ERROR, "please try again later").into_response();
-    }
-    if let Err(e) = state
-        .evaluator
-        .contacts_upserted(&account, &[contact])
-        .await
-    {
-        tracing::warn!(error = %e, "indexing an unsubscribe failed");
     }
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use segmentd_engine::{ContactValues, Event, Index};
+use segmentd_engine::{Address, Channels, ContactValues, Event, Index};
 use segmentd_rules::rule::{Rule, SegmentId};
 use segmentd_rules::{
     Catalog, Clock, ContactData, CustomEvent, FieldType, FieldValue, SystemEvent, SystemEventKind,
@@ -179,14 +179,20 @@ fn contact_values(seed: u64, i: usize) -> ContactValues {
             fields.insert(k.to_owned(), FieldValue::Boolean(rng.chance(30)));
         }
     }
+    let phone = rng.chance(50);
     ContactValues {
         email: Some(format!("user{i}@domain{}.com", i % 100)),
-        phone: if rng.chance(50) {
-            Some(format!("+3361{:07}", i % 10_000_000))
-        } else {
-            None
-        },
+        phone: phone.then(|| format!("+3361{:07}", i % 10_000_000)),
         fields,
+        channels: Channels {
+            email: Address::Subscribed,
+            sms: if phone {
+                Address::Subscribed
+            } else {
+                Address::None
+            },
+            push: rng.chance(30),
+        },
     }
 }
 

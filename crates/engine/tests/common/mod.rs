@@ -114,6 +114,7 @@ pub fn values() -> impl Strategy<Value = ContactValues> {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect::<BTreeMap<_, _>>(),
+            ..ContactValues::default()
         })
 }
 

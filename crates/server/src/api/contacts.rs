@@ -15,6 +15,7 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, parse_value};
 use crate::state::AppState;
+use crate::writes;
 
 pub const MAX_BATCH: usize = 10_000;
 const MAX_EXTERNAL_ID_CHARS: usize = 200;
@@ -267,9 +268,7 @@ pub async fn upsert_contacts(
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }
-    let upserted = state.store.upsert_contacts(account.id, &batch).await?;
-    let ids: Vec<String> = batch.into_iter().map(|u| u.external_id).collect();
-    state.evaluator.contacts_upserted(&account, &ids).await?;
+    let upserted = writes::upsert_contacts(&state, &account, &batch).await?;
     Ok(Json(Upserted { upserted }))
 }
 
@@ -297,17 +296,13 @@ pub async fn delete_contact(
     Authenticated(account): Authenticated,
     Path(external_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no contact with external_id \"{external_id}\""));
-    let contact = state
-        .store
-        .contact(account.id, &external_id)
-        .await?
-        .ok_or_else(not_found)?;
-    if !state.store.delete_contact(account.id, &external_id).await? {
-        return Err(not_found());
+    if writes::delete_contact(&state, &account, &external_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no contact with external_id \"{external_id}\""
+        )))
     }
-    state.evaluator.contact_deleted(&account, &contact).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Contacts sorted by external id, a page at a time.

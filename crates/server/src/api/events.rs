@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use segmentd_rules::data::parse_timestamp;
 use segmentd_rules::limits::MAX_EVENT_NAME_CHARS;
 use segmentd_rules::{Issue, SystemEventKind};
-use segmentd_store::{EventBody, NewEvent, StoreError};
+use segmentd_store::{EventBody, NewEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,6 +15,7 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBytes, parse_json_fast, parse_value};
 use crate::state::AppState;
+use crate::writes;
 
 const MAX_ID_CHARS: usize = 200;
 const MAX_URL_CHARS: usize = 4_000;
@@ -279,31 +280,9 @@ pub async fn post_events(
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<Accepted>, ApiError> {
     let batch = parse_batch(&body)?;
-    match state.store.insert_events(account.id, &batch).await {
-        Ok(outcome) => {
-            // The index drops repeated client ids exactly as the store did (first one
-            // stays), so it is given the whole batch.
-            state
-                .evaluator
-                .events_added(&account, batch, &outcome.contacts)
-                .await?;
-            Ok(Json(Accepted {
-                accepted: outcome.accepted,
-                duplicates: outcome.duplicates,
-            }))
-        }
-        Err(StoreError::UnknownContacts(indexes)) => Err(ApiError::Validation(
-            indexes
-                .into_iter()
-                .map(|i| {
-                    let contact = batch.get(i).map(|e| e.contact.as_str()).unwrap_or_default();
-                    Issue::new(
-                        format!("events[{i}].contact"),
-                        format!("unknown contact \"{contact}\""),
-                    )
-                })
-                .collect(),
-        )),
-        Err(other) => Err(other.into()),
-    }
+    let outcome = writes::add_events(&state, &account, batch).await?;
+    Ok(Json(Accepted {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+    }))
 }

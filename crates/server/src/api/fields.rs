@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::catalog::{load_catalog, parse_saved_rules};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use crate::writes;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -117,17 +117,7 @@ pub async fn create_field(
     ApiJson(body): ApiJson<FieldIn>,
 ) -> Result<(StatusCode, Json<FieldOut>), ApiError> {
     let field = FieldDef::try_from(body)?;
-    state
-        .store
-        .create_field(account.id, &field)
-        .await
-        .map_err(|e| match e {
-            segmentd_store::StoreError::Conflict(_) => ApiError::Conflict {
-                message: format!("a field with key \"{}\" already exists", field.key),
-                path: Some("key".into()),
-            },
-            other => other.into(),
-        })?;
+    writes::create_field(&state, &account, &field).await?;
     Ok((StatusCode::CREATED, Json(field.into())))
 }
 
@@ -151,33 +141,6 @@ pub async fn delete_field(
     Authenticated(account): Authenticated,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (catalog, segments) = load_catalog(state.store.as_ref(), account.id).await?;
-    if !catalog.fields.contains_key(&key) {
-        return Err(ApiError::NotFound(format!("no field with key \"{key}\"")));
-    }
-    let rules = parse_saved_rules(&catalog, &segments)?;
-    let users: Vec<&str> = segments
-        .iter()
-        .filter(|s| {
-            rules
-                .get(&s.id)
-                .is_some_and(|r| r.custom_fields().contains(&key))
-        })
-        .map(|s| s.name.as_str())
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::Conflict {
-            message: format!(
-                "field \"{key}\" is used by the rules of segment(s): {}",
-                users.join(", ")
-            ),
-            path: None,
-        });
-    }
-    if state.store.delete_field(account.id, &key).await? {
-        state.evaluator.field_deleted(&account, &key).await?;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no field with key \"{key}\"")))
-    }
+    writes::delete_field(&state, &account, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -15,6 +15,7 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use segmentd_rules::{SegmentId, parse_rule};
+use segmentd_store::Account;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -61,7 +62,7 @@ pub struct ExplainOut {
     pub explanation: serde_json::Value,
 }
 
-async fn existing(state: &AppState, account: i64, raw: &str) -> Result<SegmentId, ApiError> {
+pub async fn existing(state: &AppState, account: i64, raw: &str) -> Result<SegmentId, ApiError> {
     let not_found = || ApiError::NotFound(format!("no segment with id {raw:?}"));
     let id = raw.parse::<SegmentId>().map_err(|_| not_found())?;
     state
@@ -156,6 +157,17 @@ pub async fn history(
                 )
             })?,
     };
+    Ok(Json(daily_history(&state, &account, id, days).await?))
+}
+
+/// A saved segment's entries, exits and totals per day of the account's time zone, over
+/// the last `days` days (the API and the panel's growth chart).
+pub async fn daily_history(
+    state: &AppState,
+    account: &Account,
+    id: SegmentId,
+    days: i64,
+) -> Result<HistoryOut, ApiError> {
     let zone = TimeZone::get(&account.time_zone).map_err(ApiError::internal)?;
     let today = zone.to_datetime(state.clock.now()).date();
     let first = today
@@ -189,7 +201,7 @@ pub async fn history(
         });
         day = day.tomorrow().map_err(ApiError::internal)?;
     }
-    Ok(Json(HistoryOut { items }))
+    Ok(HistoryOut { items })
 }
 
 /// Why a contact is in or out of a segment: each node of the rule with its truth value.
@@ -225,8 +237,8 @@ pub async fn explain(
         ApiError::internal(format!("segment {id} has an invalid rule: {issues:?}"))
     })?;
     let explanation = state
-        .evaluator
-        .explain(&account, &rule, &contact, Some(at))
+        .index
+        .explain(&account, &rule, contact.id, Some(at))
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("no contact with external_id \"{external_id}\""))
@@ -234,8 +246,8 @@ pub async fn explain(
     Ok(Json(ExplainOut {
         segment: id,
         external_id: contact.external_id,
-        member: explanation["matched"].as_bool().unwrap_or(false),
+        member: explanation.matched,
         as_of: at.to_string(),
-        explanation,
+        explanation: serde_json::to_value(explanation).map_err(ApiError::internal)?,
     }))
 }

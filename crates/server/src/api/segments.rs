@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use segmentd_rules::{Issue, Rule, SegmentId, parse_rule};
-use segmentd_store::{Account, Segment, SegmentDraft, StoreError};
+use segmentd_store::{Account, Segment, SegmentDraft};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,6 +16,7 @@ use crate::catalog::load_catalog;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use crate::writes;
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 2_000;
@@ -99,8 +100,9 @@ fn not_found(id: SegmentId) -> ApiError {
     ApiError::NotFound(format!("no segment with id {id}"))
 }
 
-/// Checks a create/update body against the account and turns it into a draft.
-async fn draft(
+/// Checks a create/update body against the account and turns it into a draft (the API
+/// and the panel both save through this).
+pub async fn parse_segment(
     state: &AppState,
     account: &Account,
     body: SegmentIn,
@@ -142,21 +144,49 @@ async fn draft(
     }
 }
 
-fn name_conflict(e: StoreError, name: &str) -> ApiError {
-    match e {
-        StoreError::Conflict(_) => ApiError::Conflict {
-            message: format!(
-                "a segment named \"{name}\" already exists (names are compared without case)"
-            ),
-            path: Some("name".into()),
-        },
-        other => other.into(),
-    }
+async fn count_one(state: &AppState, account: &Account, id: SegmentId) -> Result<u64, ApiError> {
+    let counts = state.index.counts(account, &[id], None).await?;
+    Ok(counts.first().copied().unwrap_or(0))
 }
 
-async fn count_one(state: &AppState, account: &Account, id: SegmentId) -> Result<u64, ApiError> {
-    let counts = state.evaluator.counts(account, &[id], None).await?;
-    Ok(counts.first().copied().unwrap_or(0))
+/// Creates (`id` `None`) or replaces a segment from a request body: the one save that
+/// the API and the panel both call.
+pub async fn save_segment(
+    state: &AppState,
+    account: &Account,
+    id: Option<SegmentId>,
+    body: SegmentIn,
+) -> Result<SegmentOut, ApiError> {
+    if let Some(id) = id
+        && state.store.segment(account.id, id).await?.is_none()
+    {
+        return Err(not_found(id));
+    }
+    let (draft, _) = parse_segment(state, account, body, id).await?;
+    let segment = match id {
+        None => writes::create_segment(state, account, &draft).await?,
+        Some(id) => writes::update_segment(state, account, id, &draft).await?,
+    };
+    let count = count_one(state, account, segment.id).await?;
+    Ok(segment_out(segment, count))
+}
+
+/// The account's segments with their counts; `search` keeps names containing it.
+pub async fn segment_list(
+    state: &AppState,
+    account: &Account,
+    search: Option<&str>,
+) -> Result<SegmentList, ApiError> {
+    let segments = state.store.segments(account.id, search).await?;
+    let ids: Vec<SegmentId> = segments.iter().map(|s| s.id).collect();
+    let counts = state.index.counts(account, &ids, None).await?;
+    Ok(SegmentList {
+        items: segments
+            .into_iter()
+            .zip(counts)
+            .map(|(s, n)| segment_out(s, n))
+            .collect(),
+    })
 }
 
 /// Saves a new segment.
@@ -167,18 +197,8 @@ pub async fn create_segment(
     Authenticated(account): Authenticated,
     ApiJson(body): ApiJson<SegmentIn>,
 ) -> Result<(StatusCode, Json<SegmentOut>), ApiError> {
-    let (draft, rule) = draft(&state, &account, body, None).await?;
-    let segment = state
-        .store
-        .create_segment(account.id, &draft, state.clock.now())
-        .await
-        .map_err(|e| name_conflict(e, &draft.name))?;
-    state
-        .evaluator
-        .segment_saved(&account, segment.id, &rule)
-        .await?;
-    let count = count_one(&state, &account, segment.id).await?;
-    Ok((StatusCode::CREATED, Json(segment_out(segment, count))))
+    let saved = save_segment(&state, &account, None, body).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
 }
 
 /// Replaces a segment's name, description and rule.
@@ -191,22 +211,7 @@ pub async fn update_segment(
     ApiJson(body): ApiJson<SegmentIn>,
 ) -> Result<Json<SegmentOut>, ApiError> {
     let id = parse_id(&id)?;
-    if state.store.segment(account.id, id).await?.is_none() {
-        return Err(not_found(id));
-    }
-    let (draft, rule) = draft(&state, &account, body, Some(id)).await?;
-    let segment = state
-        .store
-        .update_segment(account.id, id, &draft, state.clock.now())
-        .await
-        .map_err(|e| name_conflict(e, &draft.name))?
-        .ok_or_else(|| not_found(id))?;
-    state
-        .evaluator
-        .segment_saved(&account, segment.id, &rule)
-        .await?;
-    let count = count_one(&state, &account, segment.id).await?;
-    Ok(Json(segment_out(segment, count)))
+    Ok(Json(save_segment(&state, &account, Some(id), body).await?))
 }
 
 /// Lists segments with their counts; `search` keeps names containing it (any case).
@@ -222,16 +227,7 @@ pub async fn list_segments(
         .get("search")
         .map(String::as_str)
         .filter(|s| !s.is_empty());
-    let segments = state.store.segments(account.id, search).await?;
-    let ids: Vec<SegmentId> = segments.iter().map(|s| s.id).collect();
-    let counts = state.evaluator.counts(&account, &ids, None).await?;
-    Ok(Json(SegmentList {
-        items: segments
-            .into_iter()
-            .zip(counts)
-            .map(|(s, n)| segment_out(s, n))
-            .collect(),
-    }))
+    Ok(Json(segment_list(&state, &account, search).await?))
 }
 
 /// One segment with its rule and count.
@@ -261,33 +257,8 @@ pub async fn delete_segment(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let (catalog, segments) = load_catalog(state.store.as_ref(), account.id).await?;
-    if !catalog.segments.contains_key(&id) {
-        return Err(not_found(id));
-    }
-    let users: Vec<&str> = segments
-        .iter()
-        .filter(|s| {
-            s.id != id
-                && catalog
-                    .segments
-                    .get(&s.id)
-                    .is_some_and(|refs| refs.contains(&id))
-        })
-        .map(|s| s.name.as_str())
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::Conflict {
-            message: format!("segment {id} is referenced by: {}", users.join(", ")),
-            path: None,
-        });
-    }
-    if state.store.delete_segment(account.id, id).await? {
-        state.evaluator.segment_deleted(&account, id).await?;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(id))
-    }
+    writes::delete_segment(&state, &account, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The number of members, now or at `as_of`.
@@ -306,7 +277,7 @@ pub async fn count_segment(
         return Err(not_found(id));
     }
     let at = as_of.unwrap_or_else(|| state.clock.now());
-    let counts = state.evaluator.counts(&account, &[id], Some(at)).await?;
+    let counts = state.index.counts(&account, &[id], Some(at)).await?;
     Ok(Json(CountOut {
         count: counts.first().copied().unwrap_or(0),
         as_of: at.to_string(),
@@ -332,7 +303,7 @@ pub async fn segment_members(
         return Err(not_found(id));
     }
     let members = state
-        .evaluator
+        .index
         .members(&account, id, as_of, after.as_deref(), limit + 1)
         .await?;
     let page = into_page(members, limit, |c| &c.external_id);
@@ -377,7 +348,7 @@ pub async fn preview(
         return Err(ApiError::Validation(issues));
     };
     let preview = state
-        .evaluator
+        .index
         .preview(&account, &rule, Some(at), PREVIEW_SAMPLE)
         .await?;
     Ok(Json(PreviewOut {

@@ -1,93 +1,97 @@
 //! `/panel/api/…`: the JSON the panel's pages call, authenticated by the session (and
-//! its CSRF token for writes) instead of an API key. Writes go through the very
-//! handlers of `/api/v1`, reads through the same `Evaluator`, `parse_rule` and store.
+//! its CSRF token for writes) instead of an API key. Writes go through the same
+//! functions as `/api/v1` (`crate::writes`, `save_segment`), reads through the index.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use jiff::tz::TimeZone;
-use segmentd_rules::explain::{ExplainNode, explain};
-use segmentd_rules::{Clock as RuleClock, Issue, Rule, SegmentId, parse_rule};
-use segmentd_store::{Account, Contact, EmailStatus, SmsStatus, Store};
+use segmentd_engine::{Counted, ReachCounts};
+use segmentd_rules::explain::ExplainNode;
+use segmentd_rules::{Issue, Rule, SegmentId, parse_rule};
+use segmentd_store::{Account, Contact, FieldDef, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::fields::{FieldIn, FieldList, FieldOut};
-use crate::api::segments::{SegmentIn, SegmentList, SegmentOut};
-use crate::auth::Authenticated;
-use crate::catalog::{load_catalog, parse_saved_rules};
+use crate::api::membership::{daily_history, existing};
+use crate::api::segments::{SegmentIn, SegmentList, SegmentOut, save_segment, segment_list};
+use crate::catalog::load_catalog;
 use crate::error::ApiError;
-use crate::evaluation::{contact_data, push_event};
 use crate::extract::ApiJson;
+use crate::index::ValuesOf;
 use crate::panel::session::ApiSession;
 use crate::panel::words::{Names, describe};
 use crate::state::AppState;
-
-fn as_api(s: &ApiSession) -> Authenticated {
-    Authenticated(s.0.account.clone())
-}
+use crate::writes;
 
 pub async fn list_segments(
     State(state): State<AppState>,
-    session: ApiSession,
-    query: Query<HashMap<String, String>>,
+    ApiSession(s): ApiSession,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<SegmentList>, ApiError> {
-    crate::api::segments::list_segments(State(state), as_api(&session), query).await
+    let search = query
+        .get("search")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
+    Ok(Json(segment_list(&state, &s.account, search).await?))
 }
 
 pub async fn create_segment(
     State(state): State<AppState>,
-    session: ApiSession,
-    body: ApiJson<SegmentIn>,
+    ApiSession(s): ApiSession,
+    ApiJson(body): ApiJson<SegmentIn>,
 ) -> Result<(StatusCode, Json<SegmentOut>), ApiError> {
-    crate::api::segments::create_segment(State(state), as_api(&session), body).await
+    let saved = save_segment(&state, &s.account, None, body).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
 }
 
 pub async fn update_segment(
     State(state): State<AppState>,
-    session: ApiSession,
-    id: Path<String>,
-    body: ApiJson<SegmentIn>,
+    ApiSession(s): ApiSession,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SegmentIn>,
 ) -> Result<Json<SegmentOut>, ApiError> {
-    crate::api::segments::update_segment(State(state), as_api(&session), id, body).await
+    let id = parse_id(&id)?;
+    Ok(Json(
+        save_segment(&state, &s.account, Some(id), body).await?,
+    ))
 }
 
 pub async fn list_fields(
     State(state): State<AppState>,
-    session: ApiSession,
+    ApiSession(s): ApiSession,
 ) -> Result<Json<FieldList>, ApiError> {
-    crate::api::fields::list_fields(State(state), as_api(&session)).await
+    let items = state.store.fields(s.account.id).await?;
+    Ok(Json(FieldList {
+        items: items.into_iter().map(FieldOut::from).collect(),
+    }))
 }
 
 pub async fn create_field(
     State(state): State<AppState>,
-    session: ApiSession,
-    body: ApiJson<FieldIn>,
+    ApiSession(s): ApiSession,
+    ApiJson(body): ApiJson<FieldIn>,
 ) -> Result<(StatusCode, Json<FieldOut>), ApiError> {
-    crate::api::fields::create_field(State(state), as_api(&session), body).await
+    let field = FieldDef::try_from(body)?;
+    writes::create_field(&state, &s.account, &field).await?;
+    Ok((StatusCode::CREATED, Json(field.into())))
 }
 
 pub async fn delete_field(
     State(state): State<AppState>,
-    session: ApiSession,
-    key: Path<String>,
+    ApiSession(s): ApiSession,
+    Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    crate::api::fields::delete_field(State(state), as_api(&session), key).await
+    writes::delete_field(&state, &s.account, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     pub rule: Value,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Reachable {
-    pub email: u64,
-    pub sms: u64,
-    pub push: u64,
 }
 
 /// A draft's live count. An invalid draft is a normal answer while editing (200 with
@@ -99,26 +103,9 @@ pub struct PreviewOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reachable: Option<Reachable>,
+    pub reachable: Option<ReachCounts>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Issue>,
-}
-
-/// Who can be sent to: a subscribed e-mail address, a subscribed phone, a push token.
-pub fn reachable<'a>(contacts: impl Iterator<Item = &'a Contact>) -> Reachable {
-    let mut r = Reachable::default();
-    for c in contacts {
-        if c.effective_email_status() == Some(EmailStatus::Subscribed) {
-            r.email += 1;
-        }
-        if c.effective_sms_status() == Some(SmsStatus::Subscribed) {
-            r.sms += 1;
-        }
-        if !c.push_tokens.is_empty() {
-            r.push += 1;
-        }
-    }
-    r
 }
 
 pub async fn preview(
@@ -139,22 +126,10 @@ pub async fn preview(
             }));
         }
     };
-    let now = state.clock.now();
-    // Every member's external id, then their channels from the store.
-    let preview = state
-        .evaluator
-        .preview(account, &rule, Some(now), usize::MAX)
-        .await?;
-    let members: BTreeSet<&str> = preview.sample.iter().map(String::as_str).collect();
-    let contacts = state.store.all_contacts(account.id).await?;
-    let reach = reachable(
-        contacts
-            .iter()
-            .filter(|c| members.contains(c.external_id.as_str())),
-    );
+    let (count, reach) = state.index.count_with_reach(account, &rule).await?;
     Ok(Json(PreviewOut {
         valid: true,
-        count: Some(preview.count),
+        count: Some(count),
         reachable: Some(reach),
         errors: Vec::new(),
     }))
@@ -173,21 +148,15 @@ fn parse_id(raw: &str) -> Result<SegmentId, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("no segment with id {raw:?}")))
 }
 
-fn zone_of(account: &Account) -> TimeZone {
-    TimeZone::get(&account.time_zone).unwrap_or(TimeZone::UTC)
-}
-
 /// The segment's size per day over the last 90 days: entries, exits and the total at
 /// the end of each day, from the membership change log (the API's daily history).
 pub async fn history(
     State(state): State<AppState>,
-    session: ApiSession,
+    ApiSession(s): ApiSession,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<HistoryPoint>>, ApiError> {
-    let query = HashMap::from([("days".to_owned(), "90".to_owned())]);
-    let Json(history) =
-        crate::api::membership::history(State(state), as_api(&session), Path(id), Query(query))
-            .await?;
+    let id = existing(&state, s.account.id, &id).await?;
+    let history = daily_history(&state, &s.account, id, 90).await?;
     Ok(Json(
         history
             .items
@@ -202,9 +171,10 @@ pub async fn history(
     ))
 }
 
-/// Finds a contact by external id, else by e-mail address (any case).
+/// Finds a contact by external id, else by e-mail address (any case, through the
+/// index).
 pub async fn find_contact(
-    store: &dyn Store,
+    state: &AppState,
     account: &Account,
     key: &str,
 ) -> Result<Option<Contact>, ApiError> {
@@ -212,28 +182,56 @@ pub async fn find_contact(
     if key.is_empty() {
         return Ok(None);
     }
-    if let Some(c) = store.contact(account.id, key).await? {
+    if let Some(c) = state.store.contact(account.id, key).await? {
         return Ok(Some(c));
     }
-    let lower = key.to_lowercase();
-    Ok(store.all_contacts(account.id).await?.into_iter().find(|c| {
-        c.email
-            .as_deref()
-            .is_some_and(|e| e.to_lowercase() == lower)
-    }))
+    let ids = state.index.find_by_email(account, key).await?;
+    let first = ids.into_iter().min().into_iter().collect::<Vec<_>>();
+    Ok(state
+        .store
+        .contacts_by_ids(account.id, &first)
+        .await?
+        .into_iter()
+        .next())
 }
 
-/// One contact with its events, as the reference evaluator reads it.
-pub async fn contact_with_events(
-    store: &dyn Store,
-    account: &Account,
-    contact: &Contact,
-) -> Result<segmentd_rules::ContactData, ApiError> {
-    let mut data = contact_data(contact);
-    for e in store.contact_events(account.id, contact.id).await? {
-        push_event(&mut data, e.client_id, e.timestamp, e.body);
-    }
-    Ok(data)
+#[derive(Debug, Serialize)]
+pub struct ValuesOut {
+    pub values: Vec<Counted>,
+}
+
+/// How many suggestions a value input gets.
+const SUGGESTIONS: usize = 20;
+
+/// The most frequent values of a text field (`?field=KEY`) or of a custom event's
+/// property (`?event=NAME&property=PATH`), for the builder's value inputs.
+pub async fn values(
+    State(state): State<AppState>,
+    ApiSession(s): ApiSession,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ValuesOut>, ApiError> {
+    let of = match (
+        query.get("field"),
+        query.get("event"),
+        query.get("property"),
+    ) {
+        (Some(field), None, None) => ValuesOf::Field(field.clone()),
+        (None, Some(event), Some(path)) => ValuesOf::Property {
+            event: event.clone(),
+            path: path.clone(),
+        },
+        _ => {
+            return Err(ApiError::validation(
+                "query",
+                "expected ?field=KEY or ?event=NAME&property=PATH",
+            ));
+        }
+    };
+    let values = state
+        .index
+        .suggestions(&s.account, &of, SUGGESTIONS)
+        .await?;
+    Ok(Json(ValuesOut { values }))
 }
 
 /// An explanation node with the node's plain words.
@@ -306,8 +304,8 @@ pub async fn names(store: &dyn Store, account: &Account) -> Result<Names, ApiErr
     })
 }
 
-/// Why one contact is in or out of a segment: its rule evaluated for that contact alone
-/// with the reference evaluator, node by node.
+/// Why one contact is in or out of a segment: its rule decided for that contact alone by
+/// the index, node by node, with each node in plain words.
 pub async fn explain_contact(
     State(state): State<AppState>,
     ApiSession(s): ApiSession,
@@ -318,22 +316,36 @@ pub async fn explain_contact(
     let account = &s.account;
     let key = query.get("contact").map(String::as_str).unwrap_or("");
     let store = state.store.as_ref();
-    let (catalog, segments) = load_catalog(store, account.id).await?;
-    let rules = parse_saved_rules(&catalog, &segments)?;
-    let Some(rule) = rules.get(&id) else {
-        return Err(ApiError::NotFound(format!("no segment with id {id}")));
-    };
-    let contact = find_contact(store, account, key).await?.ok_or_else(|| {
+    let rule = saved_rule(store, account, id).await?;
+    let contact = find_contact(&state, account, key).await?.ok_or_else(|| {
         ApiError::NotFound(format!("no contact with external id or e-mail \"{key}\""))
     })?;
-    let data = contact_with_events(store, account, &contact).await?;
-    let clock = RuleClock::new(state.clock.now(), &zone_of(account));
-    let node = explain(rule, &data, &clock, &rules);
+    let node = state
+        .index
+        .explain(account, &rule, contact.id, None)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no contact \"{key}\"")))?;
     let names = names(store, account).await?;
     Ok(Json(ExplainOut {
         external_id: contact.external_id,
         email: contact.email,
         matched: node.matched,
-        tree: with_words(node, rule, &names),
+        tree: with_words(node, &rule, &names),
     }))
+}
+
+/// A saved segment's rule, parsed against the account's catalog.
+pub async fn saved_rule(
+    store: &dyn Store,
+    account: &Account,
+    id: SegmentId,
+) -> Result<Rule, ApiError> {
+    let (catalog, segments) = load_catalog(store, account.id).await?;
+    let saved = segments
+        .iter()
+        .find(|seg| seg.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("no segment with id {id}")))?;
+    parse_rule(&saved.rule, "rule", &catalog, Some(id)).map_err(|issues| {
+        ApiError::internal(format!("segment {id} has an invalid rule: {issues:?}"))
+    })
 }

@@ -73,6 +73,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/segments/{id}/history", get(api::history))
         .route("/api/segments/{id}/explain", get(api::explain_contact))
         .route("/api/preview", post(api::preview))
+        .route("/api/values", get(api::values))
         .route("/api/fields", get(api::list_fields).post(api::create_field))
         .route("/api/fields/{key}", delete(api::delete_field))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -12,14 +12,14 @@ use segmentd_store::{Contact, EventBody, FieldDef, Segment};
 use serde_json::json;
 
 use crate::api::paging::{cursor_for, paging};
-use crate::catalog::{load_catalog, parse_saved_rules};
 use crate::error::ApiError;
-use crate::panel::api::{contact_with_events, find_contact, names, reachable};
+use crate::panel::api::{find_contact, names, saved_rule};
 use crate::panel::session::{PageSession, SignedIn, encode};
 use crate::panel::words::describe;
 use crate::state::AppState;
 
 const MEMBERS_PAGE: usize = 50;
+const CONTACTS_PAGE: usize = 50;
 
 /// Embeds JSON for the page's script; `<` is escaped so no text can close the tag.
 fn data_json(id: &str, value: &serde_json::Value) -> Markup {
@@ -124,7 +124,7 @@ pub async fn segments(
     let result: Result<_, ApiError> = async {
         let all = state.store.segments(s.account.id, None).await?;
         let ids: Vec<SegmentId> = all.iter().map(|x| x.id).collect();
-        let counts = state.evaluator.counts(&s.account, &ids, None).await?;
+        let counts = state.index.counts(&s.account, &ids, None).await?;
         Ok(all.into_iter().zip(counts).collect::<Vec<_>>())
     }
     .await;
@@ -189,28 +189,23 @@ fn not_found(s: &SignedIn, what: &str) -> Response {
         .into_response()
 }
 
-/// The builder's data: the account's fields, the custom event names and campaigns seen.
+/// How many event names, campaigns and URL prefixes the builder lists at most.
+const CATALOG_LIMIT: usize = 500;
+
+/// The builder's data: the account's fields, and from the index the custom event names
+/// with their property paths, the campaigns and the visited URL prefixes.
 async fn builder_catalog(state: &AppState, s: &SignedIn) -> Result<serde_json::Value, ApiError> {
     let fields = state.store.fields(s.account.id).await?;
-    let mut names = std::collections::BTreeSet::new();
-    let mut campaigns = std::collections::BTreeSet::new();
-    for e in state.store.all_events(s.account.id).await? {
-        match e.body {
-            EventBody::Custom { name, .. } => {
-                names.insert(name);
-            }
-            EventBody::System {
-                campaign: Some(c), ..
-            } => {
-                campaigns.insert(c);
-            }
-            _ => {}
-        }
-    }
+    let seen = state
+        .index
+        .builder_catalog(&s.account, CATALOG_LIMIT)
+        .await?;
     Ok(json!({
         "fields": fields.iter().map(|f| json!({"key": f.key, "label": f.label, "type": f.field_type.as_str()})).collect::<Vec<_>>(),
-        "event_names": names,
-        "campaigns": campaigns,
+        "event_names": seen.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        "events": seen.events,
+        "campaigns": seen.campaigns.iter().map(|c| c.value.as_str()).collect::<Vec<_>>(),
+        "url_prefixes": seen.url_prefixes.iter().map(|u| u.value.as_str()).collect::<Vec<_>>(),
     }))
 }
 
@@ -298,20 +293,15 @@ pub async fn segment_page(
     };
     let result: Result<_, ApiError> = async {
         let count = state
-            .evaluator
+            .index
             .counts(&s.account, &[seg.id], None)
             .await?
             .first()
             .copied()
             .unwrap_or(0);
-        let (catalog, segments) = load_catalog(state.store.as_ref(), s.account.id).await?;
-        let rules = parse_saved_rules(&catalog, &segments)?;
+        let rule = saved_rule(state.store.as_ref(), &s.account, seg.id).await?;
         let names = names(state.store.as_ref(), &s.account).await?;
-        let words = rules
-            .get(&seg.id)
-            .map(|r| describe(r, &names))
-            .unwrap_or_default();
-        Ok((count, words))
+        Ok((count, describe(&rule, &names)))
     }
     .await;
     let (count, words) = match result {
@@ -386,14 +376,14 @@ pub async fn members(
     let result: Result<_, ApiError> = async {
         let fields = state.store.fields(s.account.id).await?;
         let count = state
-            .evaluator
+            .index
             .counts(&s.account, &[seg.id], None)
             .await?
             .first()
             .copied()
             .unwrap_or(0);
         let mut page = state
-            .evaluator
+            .index
             .members(&s.account, seg.id, None, after.as_deref(), MEMBERS_PAGE + 1)
             .await?;
         let next = (page.len() > MEMBERS_PAGE).then(|| {
@@ -446,43 +436,42 @@ pub async fn contacts(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let query = q.get("q").map(|x| x.trim().to_owned()).unwrap_or_default();
+    let after = paging(&q).ok().and_then(|(_, a)| a);
     let found: Result<Vec<Contact>, ApiError> = async {
+        let limit = CONTACTS_PAGE + 1;
         if query.is_empty() {
-            return Ok(state.store.contacts_page(s.account.id, None, 20).await?);
+            return Ok(state
+                .store
+                .contacts_page(s.account.id, after.as_deref(), limit as u32)
+                .await?);
         }
-        if let Some(c) = state.store.contact(s.account.id, &query).await? {
-            return Ok(vec![c]);
-        }
-        let needle = query.to_lowercase();
         Ok(state
-            .store
-            .all_contacts(s.account.id)
-            .await?
-            .into_iter()
-            .filter(|c| {
-                c.email
-                    .as_deref()
-                    .is_some_and(|e| e.to_lowercase().contains(&needle))
-                    || c.external_id.to_lowercase().contains(&needle)
-            })
-            .take(100)
-            .collect())
+            .index
+            .search(&s.account, &query, after.as_deref(), limit)
+            .await?)
     }
     .await;
-    let found = match found {
+    let mut found = match found {
         Ok(f) => f,
         Err(e) => return internal(e),
     };
+    let next = (found.len() > CONTACTS_PAGE).then(|| {
+        found.truncate(CONTACTS_PAGE);
+        found.last().map(|c| cursor_for(&c.external_id))
+    });
+    let next_href = next
+        .flatten()
+        .map(|cursor| format!("/panel/contacts?q={}&cursor={cursor}", encode(&query)));
     let body = html! {
         h1 { "Contacts" }
         form.search role="search" method="get" action="/panel/contacts" {
-            label for="contact-search" { "E-mail or external id" }
+            label for="contact-search" { "External id, e-mail, phone or a text field, from its start" }
             input id="contact-search" name="q" type="search" value=(query);
             button type="submit" { "Search" }
         }
         @if found.is_empty() { p id="no-contacts" { "No contact matches." } }
         @else {
-            @if query.is_empty() { p.muted { "The first contacts by external id:" } }
+            @if query.is_empty() && after.is_none() { p.muted { "The first contacts by external id:" } }
             div.table-wrap {
                 table id="contacts" {
                     thead { tr { th scope="col" { "External id" } th scope="col" { "E-mail" } th scope="col" { "Phone" } } }
@@ -497,6 +486,10 @@ pub async fn contacts(
                     }
                 }
             }
+            nav.pager aria-label="Pages" {
+                @if after.is_some() { a.button href={"/panel/contacts?q=" (encode(&query))} { "First page" } " " }
+                @if let Some(href) = next_href { a.button id="next-contacts" href=(href) { "Next page" } }
+            }
         }
     };
     layout(&s, "contacts", "Contacts", "contacts", body).into_response()
@@ -509,25 +502,20 @@ pub async fn contact(
 ) -> Response {
     let key = q.get("id").cloned().unwrap_or_default();
     let result: Result<_, ApiError> = async {
-        let Some(c) = find_contact(state.store.as_ref(), &s.account, &key).await? else {
+        let Some(c) = find_contact(&state, &s.account, &key).await? else {
             return Ok(None);
         };
-        let data = contact_with_events(state.store.as_ref(), &s.account, &c).await?;
         let events = state.store.contact_events(s.account.id, c.id).await?;
         let fields = state.store.fields(s.account.id).await?;
-        let (catalog, segments) = load_catalog(state.store.as_ref(), s.account.id).await?;
-        let rules = parse_saved_rules(&catalog, &segments)?;
-        let zone = jiff::tz::TimeZone::get(&s.account.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let clock = segmentd_rules::Clock::new(state.clock.now(), &zone);
+        let segments = state.store.segments(s.account.id, None).await?;
+        let ids: Vec<SegmentId> = segments.iter().map(|seg| seg.id).collect();
+        let member = state.index.member_of(&s.account, c.id, &ids).await?;
         let member_of: Vec<(SegmentId, String)> = segments
-            .iter()
-            .filter(|seg| {
-                rules
-                    .get(&seg.id)
-                    .is_some_and(|r| segmentd_rules::is_member(r, &data, &clock, &rules))
-            })
-            .map(|seg| (seg.id, seg.name.clone()))
+            .into_iter()
+            .filter(|seg| member.contains(&seg.id))
+            .map(|seg| (seg.id, seg.name))
             .collect();
+        let zone = jiff::tz::TimeZone::get(&s.account.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
         Ok(Some((c, events, fields, member_of, zone)))
     }
     .await;
@@ -538,7 +526,6 @@ pub async fn contact(
     };
     events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
     let shown = events.len().min(200);
-    let reach = reachable(std::iter::once(&c));
     let body = html! {
         h1 { "Contact " (c.external_id) }
         div.cards {
@@ -547,7 +534,7 @@ pub async fn contact(
                 dl id="contact-fields" {
                     dt { "E-mail" } dd { (c.email.as_deref().unwrap_or("—")) " " span.muted { (c.effective_email_status().map(|x| x.as_str()).unwrap_or("")) } }
                     dt { "Phone" } dd { (c.phone.as_deref().unwrap_or("—")) " " span.muted { (c.effective_sms_status().map(|x| x.as_str()).unwrap_or("")) } }
-                    dt { "Push" } dd { @if reach.push > 0 { (c.push_tokens.len()) " token(s)" } @else { "—" } }
+                    dt { "Push" } dd { @if !c.push_tokens.is_empty() { (c.push_tokens.len()) " token(s)" } @else { "—" } }
                     @for f in &fields {
                         dt { (f.label) } dd { (c.fields.get(&f.key).map(field_text).unwrap_or_else(|| "—".into())) }
                     }

@@ -64,7 +64,7 @@ async fn the_demo_creates_an_account_with_data_and_segments_once() {
             .unwrap();
     let counts = app
         .state()
-        .evaluator
+        .index
         .counts(
             &account,
             &segments.iter().map(|s| s.id).collect::<Vec<_>>(),

@@ -300,7 +300,7 @@ async fn start_server() -> Server {
         .await
         .unwrap();
     let now = app.state().clock.now();
-    let (account, _) = segmentd::demo::ensure_demo(store.as_ref(), 400, now)
+    let (account, _) = segmentd::demo::ensure_demo(app.state(), 400, now)
         .await
         .unwrap();
     segmentd::panel::session::ensure_demo_user(store.as_ref(), account.id, now)

@@ -358,6 +358,26 @@
     ];
   }
 
+  // Suggested values of a field or property (the most frequent ones, from the index),
+  // fetched once per field or property and kept for the page's life.
+  const suggested = new Map();
+  function suggestions(listId, url) {
+    const list = el("datalist", { id: listId });
+    let values = suggested.get(url);
+    if (!values) {
+      values = call("GET", url).then((r) => (r.status === 200 && r.body ? r.body.values : []));
+      suggested.set(url, values);
+    }
+    values.then((vs) => { for (const v of vs) list.append(el("option", { value: v.value })); });
+    return list;
+  }
+  function datalist(listId, values) {
+    return el("datalist", { id: listId }, values.map((v) => el("option", { value: v })));
+  }
+  function eventInfo(name) {
+    return (state.catalog.events || []).find((e) => e.name === name);
+  }
+
   // aria-busy on the count says a newer count is on its way (the tests wait for it too).
   function changed(structural) {
     if (structural) render();
@@ -396,6 +416,11 @@
       if (c.op !== "between") return one("mode", "value", "Value");
       return one("mode", "value", "From").concat([el("span", { class: "and" }, "and")], one("mode2", "value2", "To"));
     }
+    if (ty === "text" && c.field !== "email" && c.field !== "phone") {
+      const dl = id + "-suggest";
+      return input(id + "-value", "Value", "text", c.value, set("value"), { list: dl })
+        .concat([suggestions(dl, "/panel/api/values?field=" + encodeURIComponent(c.field))]);
+    }
     return input(id + "-value", "Value", "text", c.value, set("value"));
   }
 
@@ -415,7 +440,10 @@
       if (c.urlOp === "in" || c.urlOp === "not_in") {
         parts.push(el("label", { for: id + "-url", class: "sr" }, "URLs, one per line"),
           el("textarea", { id: id + "-url", rows: 2, oninput: set("url") }, c.url));
-      } else if (c.urlOp) parts.push(...input(id + "-url", "URL text", "text", c.url, set("url")));
+      } else if (c.urlOp) {
+        parts.push(...input(id + "-url", "URL text", "text", c.url, set("url"), { list: id + "-urls" }),
+          datalist(id + "-urls", state.catalog.url_prefixes || []));
+      }
     }
     parts.push(...select(id + "-occ", "Occurred or not", [["occurred", "occurred"], ["not_occurred", "did not occur"]], c.occ, set("occ", true)));
     parts.push(...select(id + "-window", "When", [["any", "at any time"], ["last_days", "in the last … days"],
@@ -449,12 +477,18 @@
         const op = p.op.startsWith("n_") ? p.op.slice(2) : p.op;
         if (!NO_VALUE.includes(op)) {
           if (op === "in" || op === "not_in") pv.push(el("label", { for: pid + "-v", class: "sr" }, "Values, one per line"), el("textarea", { id: pid + "-v", rows: 2, oninput: pset("value") }, p.value));
-          else pv.push(...input(pid + "-v", "Property value", p.op.startsWith("n_") || ["greater_than", "greater_or_equal", "less_than", "less_or_equal", "between"].includes(op) ? "number" : "text", p.value, pset("value"), { step: "any" }));
+          else {
+            const numeric = p.op.startsWith("n_") || ["greater_than", "greater_or_equal", "less_than", "less_or_equal", "between"].includes(op);
+            const hint = !numeric && c.name && p.path ? { list: pid + "-suggest" } : {};
+            pv.push(...input(pid + "-v", "Property value", numeric ? "number" : "text", p.value, pset("value"), Object.assign({ step: "any" }, hint)));
+            if (hint.list) pv.push(suggestions(hint.list, "/panel/api/values?event=" + encodeURIComponent(c.name) + "&property=" + encodeURIComponent(p.path)));
+          }
           if (op === "between") pv.push(el("span", { class: "and" }, "and"), ...input(pid + "-v2", "Property value to", "number", p.value2, pset("value2"), { step: "any" }));
         }
         props.append(el("div", { class: "controls prop", "data-uid": pid }, [
           el("span", { class: "where" }, k === 0 ? "where" : "and"),
-          ...input(pid + "-path", "Property path", "text", p.path, pset("path"), { placeholder: "property, e.g. amount" }),
+          ...input(pid + "-path", "Property path", "text", p.path, pset("path"), { placeholder: "property, e.g. amount", list: pid + "-paths" }),
+          datalist(pid + "-paths", ((eventInfo(c.name) || {}).properties || []).map((x) => x.path)),
           ...select(pid + "-op", "Property operator", PROP_OPS, p.op, pset("op", true)),
           ...pv,
           el("button", { type: "button", class: "icon", "aria-label": "Remove property filter", onclick: () => { c.props.splice(k, 1); changed(true); } }, "×"),

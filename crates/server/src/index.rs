@@ -1,0 +1,776 @@
+//! [`Indexes`]: the in-memory index of every account (`segmentd-engine`), what every read
+//! of membership goes through, and what [`crate::writes`] keeps in step with the store.
+//!
+//! The store stays the source of truth. Each account's index is built from the store (at
+//! start for every account, or on first use for an account created later) and then kept
+//! in step by the write path, which applies each write after the store has committed it.
+//!
+//! Reads never queue behind a long write. A writer holds an account's index lock for one
+//! slice at a time (at most [`WRITE_SLICE`] contacts or events, or one refresh step) and
+//! lets waiting readers in between slices; counts of saved segments take no index lock at
+//! all: they read the sizes published after every slice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use parking_lot::RwLock;
+use segmentd_engine::{
+    Address, BuilderCatalog, Channel, Channels, ContactValues, Counted, Event, Index,
+    MembershipChange, ReachCounts,
+};
+use segmentd_rules::rule::FieldRef;
+use segmentd_rules::{Clock as RuleClock, ContactData, Rule, SegmentId};
+use segmentd_store::{
+    Account, AccountId, ChangeRecord, Contact, ContactId, EmailStatus, EventBody, SmsStatus, Store,
+    StoreError,
+};
+
+use crate::catalog::{load_catalog, parse_saved_rules};
+use crate::state::Clock;
+
+/// How far the index's clock may lag `now` before a write first refreshes it. Reads of
+/// saved segments answer at the index's clock, so this (and the refresh timer) bounds how
+/// stale a count can be.
+const MAX_CLOCK_LAG_MS: i64 = 1_000;
+
+/// The most contacts or events a writer applies under one hold of an account's index
+/// lock: a reader waits for at most one slice (about a millisecond at 1M contacts).
+pub const WRITE_SLICE: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("account {account} has an unknown time zone {zone:?}")]
+    TimeZone { account: i64, zone: String },
+    #[error("the index refused a segment: {0}")]
+    Engine(String),
+    #[error("an index task stopped: {0}")]
+    Task(String),
+}
+
+/// What a preview answers: how many contacts match and the first few of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub count: u64,
+    pub sample: Vec<String>,
+}
+
+/// Whose values [`Indexes::suggestions`] lists.
+pub enum ValuesOf {
+    /// A custom text field.
+    Field(String),
+    Property {
+        event: String,
+        path: String,
+    },
+}
+
+/// A campaign's audience as [`Indexes::audience`] computes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audience {
+    /// How many the message would go to.
+    pub count: u64,
+    /// Their store ids, when asked for.
+    pub recipients: Vec<ContactId>,
+    pub no_address: u64,
+    pub unsubscribed: u64,
+    pub bounced: u64,
+    /// Targeted members taken out by an exclusion segment.
+    pub exclusion_segments: u64,
+}
+
+/// One account's index with what guards it.
+pub struct AccountIndex {
+    zone: TimeZone,
+    index: RwLock<Index>,
+    /// The size of every saved segment, published after each write slice.
+    counts: Mutex<Arc<HashMap<SegmentId, u64>>>,
+    /// Held shared by every write from its store commit to its change log, so that no
+    /// write of this process is half done while it is held exclusively.
+    gate: tokio::sync::RwLock<()>,
+    /// Serializes the segment hook (re-read the saved rule, apply it), so that the last
+    /// hook to run applies the rule the store holds last.
+    segment_sync: tokio::sync::Mutex<()>,
+}
+
+impl AccountIndex {
+    fn new(zone: TimeZone, index: Index) -> Self {
+        let account = AccountIndex {
+            zone,
+            index: RwLock::new(index),
+            counts: Mutex::new(Arc::new(HashMap::new())),
+            gate: tokio::sync::RwLock::new(()),
+            segment_sync: tokio::sync::Mutex::new(()),
+        };
+        account.publish(&account.index.read());
+        account
+    }
+
+    /// Publishes the sizes of the saved segments for lock-free counts.
+    fn publish(&self, index: &Index) {
+        let counts: HashMap<SegmentId, u64> = index
+            .segment_ids()
+            .map(|id| (id, index.count(id)))
+            .collect();
+        if let Ok(mut c) = self.counts.lock() {
+            *c = Arc::new(counts);
+        }
+    }
+
+    fn published(&self) -> Arc<HashMap<SegmentId, u64>> {
+        self.counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn clock_at(&self, at: Timestamp) -> RuleClock {
+        RuleClock::new(at, &self.zone)
+    }
+
+    /// Runs `f` on the index under its read lock.
+    pub fn read<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
+        f(&self.index.read())
+    }
+
+    /// Waits until no write of this process is between store commit and change log, and
+    /// keeps writes out while the guard lives.
+    pub async fn quiesce(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// Held by a write from before its store commit until its changes are logged.
+    pub async fn enter_write(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    pub async fn segment_hook(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.segment_sync.lock().await
+    }
+}
+
+/// One piece of a write, applied under one hold of the index lock.
+pub enum Slice {
+    Contacts(Vec<Contact>),
+    ContactDeleted(ContactId),
+    Events(Vec<(ContactId, Event)>),
+    FieldDeleted(String),
+    /// The segment's rule as the store holds it now; `None`: it is gone.
+    Segment(SegmentId, Option<Rule>),
+    /// Nothing but moving the clock (the refresh timer).
+    Tick,
+}
+
+pub struct Indexes {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    accounts: Mutex<HashMap<AccountId, Arc<AccountIndex>>>,
+    /// Serializes first-use builds, so that an account is built once.
+    building: tokio::sync::Mutex<()>,
+}
+
+pub fn contact_values(c: &Contact) -> ContactValues {
+    let address = |status: Option<Unreachable>, has: bool| match (has, status) {
+        (false, _) => Address::None,
+        (true, None) => Address::Subscribed,
+        (true, Some(Unreachable::Unsubscribed)) => Address::Unsubscribed,
+        (true, Some(Unreachable::Bounced)) => Address::Bounced,
+    };
+    ContactValues {
+        email: c.email.clone(),
+        phone: c.phone.clone(),
+        fields: c.fields.clone(),
+        channels: Channels {
+            email: address(
+                match c.effective_email_status() {
+                    Some(EmailStatus::Unsubscribed) => Some(Unreachable::Unsubscribed),
+                    Some(EmailStatus::Bounced) => Some(Unreachable::Bounced),
+                    _ => None,
+                },
+                c.email.is_some(),
+            ),
+            sms: address(
+                match c.effective_sms_status() {
+                    Some(SmsStatus::Unsubscribed) => Some(Unreachable::Unsubscribed),
+                    _ => None,
+                },
+                c.phone.is_some(),
+            ),
+            push: !c.push_tokens.is_empty(),
+        },
+    }
+}
+
+/// Why an address cannot be sent to.
+enum Unreachable {
+    Unsubscribed,
+    Bounced,
+}
+
+/// A stored event in the engine's form.
+pub fn engine_event(client_id: Option<String>, timestamp: Timestamp, body: EventBody) -> Event {
+    match body {
+        EventBody::System {
+            kind,
+            campaign,
+            url,
+        } => Event::System(segmentd_rules::SystemEvent {
+            id: client_id,
+            kind,
+            timestamp,
+            campaign,
+            url,
+        }),
+        EventBody::Custom { name, properties } => Event::Custom(segmentd_rules::CustomEvent {
+            id: client_id,
+            name,
+            timestamp,
+            properties,
+        }),
+        EventBody::Visit { url } => Event::Visit(segmentd_rules::Visit {
+            id: client_id,
+            url,
+            timestamp,
+        }),
+    }
+}
+
+/// A contact in the form the reference evaluator reads (tests compare against it).
+pub fn contact_data(c: &Contact, events: impl IntoIterator<Item = Event>) -> ContactData {
+    let mut data = ContactData {
+        email: c.email.clone(),
+        phone: c.phone.clone(),
+        fields: c.fields.clone(),
+        ..ContactData::default()
+    };
+    for e in events {
+        match e {
+            Event::System(e) => data.system_events.push(e),
+            Event::Custom(e) => data.custom_events.push(e),
+            Event::Visit(v) => data.visits.push(v),
+        }
+    }
+    data
+}
+
+fn zone_of(account: &Account) -> Result<TimeZone, IndexError> {
+    TimeZone::get(&account.time_zone).map_err(|_| IndexError::TimeZone {
+        account: account.id,
+        zone: account.time_zone.clone(),
+    })
+}
+
+/// Saved segments in an order where every segment comes after those it refers to.
+fn dependency_order(rules: &HashMap<SegmentId, Rule>) -> Vec<SegmentId> {
+    fn visit(
+        id: SegmentId,
+        rules: &HashMap<SegmentId, Rule>,
+        done: &mut BTreeSet<SegmentId>,
+        out: &mut Vec<SegmentId>,
+    ) {
+        if !done.insert(id) {
+            return;
+        }
+        if let Some(rule) = rules.get(&id) {
+            for dep in rule.referenced_segments() {
+                visit(dep, rules, done, out);
+            }
+            out.push(id);
+        }
+    }
+    let mut ids: Vec<SegmentId> = rules.keys().copied().collect();
+    ids.sort_unstable();
+    let mut done = BTreeSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        visit(id, rules, &mut done, &mut out);
+    }
+    out
+}
+
+/// Applies one slice to the index, first moving its clock to `now` when it lags or when
+/// the slice brings events dated after it.
+fn apply_slice(
+    index: &mut Index,
+    zone: &TimeZone,
+    now: Timestamp,
+    slice: Slice,
+) -> Vec<MembershipChange> {
+    let at = index.clock().now;
+    let newest = match &slice {
+        Slice::Events(events) => events.iter().map(|(_, e)| event_time(e)).max(),
+        _ => None,
+    };
+    let lagging = now.as_millisecond() - at.as_millisecond() > MAX_CLOCK_LAG_MS;
+    let mut changes = if lagging || newest.is_some_and(|t| t > at) || matches!(slice, Slice::Tick) {
+        index.refresh(&RuleClock::new(now, zone))
+    } else {
+        Vec::new()
+    };
+    match slice {
+        Slice::Contacts(contacts) => {
+            for c in &contacts {
+                changes.extend(index.upsert_contact(c.id, &c.external_id, &contact_values(c)));
+            }
+        }
+        Slice::ContactDeleted(id) => changes.extend(index.delete_contact(id)),
+        Slice::Events(events) => {
+            changes.extend(index.add_events(events.iter().map(|(c, e)| (*c, e))));
+        }
+        Slice::FieldDeleted(key) => changes.extend(index.drop_field(&key)),
+        Slice::Segment(id, Some(rule)) => match index.set_segment(id, rule) {
+            Ok(c) => changes.extend(c),
+            // The store refuses cycles first; an index that still does keeps the old rule.
+            Err(e) => tracing::error!(segment = id, error = %e, "the index refused a saved rule"),
+        },
+        // The store dropped the segment and its log: its exits have nowhere to go.
+        Slice::Segment(id, None) => {
+            index.remove_segment(id);
+        }
+        Slice::Tick => {}
+    }
+    changes
+}
+
+fn event_time(e: &Event) -> Timestamp {
+    match e {
+        Event::System(e) => e.timestamp,
+        Event::Custom(e) => e.timestamp,
+        Event::Visit(v) => v.timestamp,
+    }
+}
+
+impl Indexes {
+    /// Builds the index of every account in the store, logging progress.
+    pub async fn load(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, IndexError> {
+        let indexes = Indexes {
+            store,
+            clock,
+            accounts: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
+        };
+        let accounts = indexes.store.accounts().await?;
+        for account in &accounts {
+            indexes.of(account).await?;
+        }
+        tracing::info!(accounts = accounts.len(), "all accounts indexed");
+        Ok(indexes)
+    }
+
+    fn cached(&self, account: AccountId) -> Option<Arc<AccountIndex>> {
+        self.accounts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&account).cloned())
+    }
+
+    /// The account's index, built from the store on first use.
+    pub async fn of(&self, account: &Account) -> Result<Arc<AccountIndex>, IndexError> {
+        if let Some(found) = self.cached(account.id) {
+            return Ok(found);
+        }
+        let _building = self.building.lock().await;
+        if let Some(found) = self.cached(account.id) {
+            return Ok(found);
+        }
+        let built = Arc::new(self.build(account).await?);
+        if let Ok(mut map) = self.accounts.lock() {
+            map.insert(account.id, built.clone());
+        }
+        Ok(built)
+    }
+
+    async fn build(&self, account: &Account) -> Result<AccountIndex, IndexError> {
+        let started = Instant::now();
+        let zone = zone_of(account)?;
+        let now = self.clock.now();
+        let mut index = Index::new(RuleClock::new(now, &zone));
+        let mut contacts = self.store.all_contacts(account.id).await?;
+        // In store-id order: the index maps ascending ids to slots with no extra memory.
+        contacts.sort_unstable_by_key(|c| c.id);
+        for c in &contacts {
+            index.upsert_contact(c.id, &c.external_id, &contact_values(c));
+        }
+        let stored = self.store.all_events(account.id).await?;
+        let events: Vec<(ContactId, Event)> = stored
+            .into_iter()
+            .map(|e| (e.contact_id, engine_event(e.client_id, e.timestamp, e.body)))
+            .collect();
+        index.add_events(events.iter().map(|(c, e)| (*c, e)));
+        let (catalog, segments) = load_catalog(self.store.as_ref(), account.id).await?;
+        let mut rules = parse_saved_rules(&catalog, &segments)?;
+        for id in dependency_order(&rules) {
+            if let Some(rule) = rules.remove(&id) {
+                index
+                    .set_segment(id, rule)
+                    .map_err(|e| IndexError::Engine(e.to_string()))?;
+            }
+        }
+        index.compact();
+        // Membership may have changed while the service was down (time passed, or a write
+        // was stored but its changes were not logged): log the difference now.
+        let external: HashMap<ContactId, &str> = contacts
+            .iter()
+            .map(|c| (c.id, c.external_id.as_str()))
+            .collect();
+        let mut logged: BTreeMap<SegmentId, HashMap<ContactId, String>> = BTreeMap::new();
+        for (segment, contact, external_id) in self.store.logged_members(account.id).await? {
+            logged
+                .entry(segment)
+                .or_default()
+                .insert(contact, external_id);
+        }
+        let mut diff = Vec::new();
+        for s in &segments {
+            let was = logged.remove(&s.id).unwrap_or_default();
+            let is: BTreeSet<ContactId> = index
+                .membership(s.id)
+                .map(|m| index.store_ids(m).into_iter().collect())
+                .unwrap_or_default();
+            for &c in is.iter().filter(|c| !was.contains_key(c)) {
+                diff.push(ChangeRecord {
+                    segment: s.id,
+                    contact: c,
+                    external_id: external.get(&c).copied().unwrap_or_default().to_owned(),
+                    entered: true,
+                    at: now,
+                });
+            }
+            for (c, external_id) in was.into_iter().filter(|(c, _)| !is.contains(c)) {
+                diff.push(ChangeRecord {
+                    segment: s.id,
+                    contact: c,
+                    external_id,
+                    entered: false,
+                    at: now,
+                });
+            }
+        }
+        self.store.record_changes(account.id, &diff).await?;
+        tracing::info!(
+            account = account.id,
+            contacts = index.contact_count(),
+            events = index.event_count(),
+            segments = segments.len(),
+            changes_logged = diff.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "account indexed"
+        );
+        Ok(AccountIndex::new(zone, index))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Applies the slices of one write in turn, each under one hold of the index lock,
+    /// on tokio's blocking pool (a runtime worker never waits for the lock), and returns
+    /// every membership change. The caller logs them ([`Indexes::log`]).
+    pub async fn apply(
+        &self,
+        idx: &Arc<AccountIndex>,
+        slices: Vec<Slice>,
+    ) -> Result<Vec<MembershipChange>, IndexError> {
+        let idx = idx.clone();
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || {
+            let mut changes = Vec::new();
+            for slice in slices {
+                let mut index = idx.index.write();
+                changes.extend(apply_slice(&mut index, &idx.zone, now, slice));
+                let index = parking_lot::RwLockWriteGuard::downgrade(index);
+                idx.publish(&index);
+            }
+            changes
+        })
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))
+    }
+
+    /// Appends changes to the store's log, with the external ids the index knows.
+    pub async fn log(
+        &self,
+        account: &Account,
+        idx: &AccountIndex,
+        changes: &[MembershipChange],
+        known: &HashMap<ContactId, String>,
+    ) -> Result<(), IndexError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let at = self.clock.now();
+        let records: Vec<ChangeRecord> = idx.read(|index| {
+            changes
+                .iter()
+                .map(|c| ChangeRecord {
+                    segment: c.segment,
+                    contact: c.contact,
+                    external_id: known
+                        .get(&c.contact)
+                        .cloned()
+                        .or_else(|| index.external_id(c.contact).map(str::to_owned))
+                        .unwrap_or_default(),
+                    entered: c.entered,
+                    at,
+                })
+                .collect()
+        });
+        self.store.record_changes(account.id, &records).await?;
+        Ok(())
+    }
+
+    /// Moves every account's clock to now (rolling windows, relative dates); called on a
+    /// timer.
+    pub async fn refresh(&self) -> Result<(), IndexError> {
+        let accounts: Vec<AccountId> = self
+            .accounts
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        for id in accounts {
+            let (Some(account), Some(idx)) = (self.store.account(id).await?, self.cached(id))
+            else {
+                continue;
+            };
+            let _write = idx.enter_write().await;
+            let changes = self.apply(&idx, vec![Slice::Tick]).await?;
+            self.log(&account, &idx, &changes, &HashMap::new()).await?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Reads
+    // -----------------------------------------------------------------------------------
+
+    /// The number of members of each saved segment, in the order asked: now from the
+    /// published sizes (no lock), at `as_of` by evaluating afresh.
+    pub async fn counts(
+        &self,
+        account: &Account,
+        segments: &[SegmentId],
+        as_of: Option<Timestamp>,
+    ) -> Result<Vec<u64>, IndexError> {
+        let idx = self.of(account).await?;
+        let Some(at) = as_of else {
+            let published = idx.published();
+            return Ok(segments
+                .iter()
+                .map(|id| published.get(id).copied().unwrap_or(0))
+                .collect());
+        };
+        let clock = idx.clock_at(at);
+        let segments = segments.to_vec();
+        evaluate(idx, move |index| {
+            segments
+                .iter()
+                .map(|&id| match index.segment_rule(id) {
+                    Some(rule) => index.evaluate_bits(rule, &clock).count(),
+                    None => 0,
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Members of a saved segment sorted by external id, strictly after `after`.
+    pub async fn members(
+        &self,
+        account: &Account,
+        segment: SegmentId,
+        as_of: Option<Timestamp>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, IndexError> {
+        let idx = self.of(account).await?;
+        let after = after.map(str::to_owned);
+        let ids = match as_of {
+            None => idx.read(|index| index.members(segment, after.as_deref(), limit)),
+            Some(t) => {
+                let clock = idx.clock_at(t);
+                evaluate(idx, move |index| match index.segment_rule(segment) {
+                    Some(rule) => {
+                        let set = index.evaluate(rule, &clock);
+                        index.page(&set, after.as_deref(), limit)
+                    }
+                    None => Vec::new(),
+                })
+                .await?
+            }
+        };
+        Ok(self.store.contacts_by_ids(account.id, &ids).await?)
+    }
+
+    /// Evaluates a rule that is not saved.
+    pub async fn preview(
+        &self,
+        account: &Account,
+        rule: &Rule,
+        as_of: Option<Timestamp>,
+        sample: usize,
+    ) -> Result<Preview, IndexError> {
+        let idx = self.of(account).await?;
+        let clock = idx.clock_at(as_of.unwrap_or_else(|| self.clock.now()));
+        let rule = rule.clone();
+        let (count, ids) = evaluate(idx, move |index| {
+            let set = index.evaluate(&rule, &clock);
+            (set.len(), index.page(&set, None, sample))
+        })
+        .await?;
+        let sample = self
+            .store
+            .contacts_by_ids(account.id, &ids)
+            .await?
+            .into_iter()
+            .map(|c| c.external_id)
+            .collect();
+        Ok(Preview { count, sample })
+    }
+
+    /// A draft's live count and reach by channel, from bit sets: no member is listed
+    /// and no contact read.
+    pub async fn count_with_reach(
+        &self,
+        account: &Account,
+        rule: &Rule,
+    ) -> Result<(u64, ReachCounts), IndexError> {
+        let idx = self.of(account).await?;
+        let clock = idx.clock_at(self.clock.now());
+        let rule = rule.clone();
+        evaluate(idx, move |index| {
+            let set = index.evaluate_bits(&rule, &clock);
+            (set.count(), index.reach(&set))
+        })
+        .await
+    }
+
+    /// What the condition builder offers (event names with their properties, campaigns,
+    /// URL prefixes), from counts the index keeps.
+    pub async fn builder_catalog(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<BuilderCatalog, IndexError> {
+        let idx = self.of(account).await?;
+        Ok(idx.read(|index| index.builder_catalog(limit)))
+    }
+
+    /// The most frequent values of a text field, or of a custom event's property.
+    pub async fn suggestions(
+        &self,
+        account: &Account,
+        of: &ValuesOf,
+        limit: usize,
+    ) -> Result<Vec<Counted>, IndexError> {
+        let idx = self.of(account).await?;
+        Ok(idx.read(|index| match of {
+            ValuesOf::Field(key) => index.field_values(&FieldRef::Custom(key.clone()), limit),
+            ValuesOf::Property { event, path } => index.property_values(event, path, limit),
+        }))
+    }
+
+    /// Contacts whose external id, e-mail, phone or a text field's value starts with
+    /// `query` (any case), by external id after `after`.
+    pub async fn search(
+        &self,
+        account: &Account,
+        query: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, IndexError> {
+        let idx = self.of(account).await?;
+        let ids = idx.read(|index| index.search(query, after, limit));
+        Ok(self.store.contacts_by_ids(account.id, &ids).await?)
+    }
+
+    /// The contacts (store ids) with this e-mail address, any case.
+    pub async fn find_by_email(
+        &self,
+        account: &Account,
+        email: &str,
+    ) -> Result<Vec<ContactId>, IndexError> {
+        let idx = self.of(account).await?;
+        Ok(idx.read(|index| index.find_by_email(email)))
+    }
+
+    /// A campaign's audience now: members of any target, minus members of any exclusion,
+    /// split by whether `channel` reaches them. Recipients come as store ids (in slot
+    /// order), so that freezing them streams ids, never contacts.
+    pub async fn audience(
+        &self,
+        account: &Account,
+        targets: &[SegmentId],
+        exclusions: &[SegmentId],
+        channel: Channel,
+        with_recipients: bool,
+    ) -> Result<Audience, IndexError> {
+        let idx = self.of(account).await?;
+        let (targets, exclusions) = (targets.to_vec(), exclusions.to_vec());
+        evaluate(idx, move |index| {
+            let (split, exclusion_segments) = index.audience(&targets, &exclusions, channel);
+            Audience {
+                count: split.recipients.count(),
+                recipients: if with_recipients {
+                    split
+                        .recipients
+                        .iter()
+                        .filter_map(|s| index.store_id(s))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                no_address: split.no_address,
+                unsubscribed: split.unsubscribed,
+                bounced: split.bounced,
+                exclusion_segments,
+            }
+        })
+        .await
+    }
+
+    /// "Why is this contact in or out": `rule`'s tree with each node's truth value for
+    /// one contact (and matching event counts). `None` if the contact is unknown.
+    pub async fn explain(
+        &self,
+        account: &Account,
+        rule: &Rule,
+        contact: ContactId,
+        as_of: Option<Timestamp>,
+    ) -> Result<Option<segmentd_engine::ExplainNode>, IndexError> {
+        let idx = self.of(account).await?;
+        let clock = idx.clock_at(as_of.unwrap_or_else(|| self.clock.now()));
+        Ok(idx.read(|index| index.explain(rule, contact, &clock).map(|e| e.tree)))
+    }
+
+    /// The saved segments (of `segments`) the contact is a member of now.
+    pub async fn member_of(
+        &self,
+        account: &Account,
+        contact: ContactId,
+        segments: &[SegmentId],
+    ) -> Result<Vec<SegmentId>, IndexError> {
+        let idx = self.of(account).await?;
+        Ok(idx.read(|index| {
+            segments
+                .iter()
+                .copied()
+                .filter(|&s| index.is_member(s, contact))
+                .collect()
+        }))
+    }
+}
+
+/// Runs an evaluation (milliseconds to tens of them) on the blocking pool under the
+/// index's read lock, so that it never holds a runtime worker.
+async fn evaluate<T: Send + 'static>(
+    idx: Arc<AccountIndex>,
+    f: impl FnOnce(&Index) -> T + Send + 'static,
+) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(move || idx.read(f))
+        .await
+        .map_err(|e| IndexError::Task(e.to_string()))
+}
