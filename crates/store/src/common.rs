@@ -318,6 +318,32 @@ pub(crate) fn prefixed_event_columns(table: &str) -> String {
         .join(", ")
 }
 
+/// An events row with its id, for reads that return ids (`events_since`).
+pub(crate) struct IdEventRow {
+    pub id: i64,
+    pub row: EventRow,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for IdEventRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(IdEventRow {
+            id: row.try_get("id")?,
+            row: EventRow::from_row(row)?,
+        })
+    }
+}
+
+impl IdEventRow {
+    pub fn decode(self) -> Result<(i64, StoredEvent)> {
+        Ok((self.id, self.row.decode()?))
+    }
+}
+
 impl EventRow {
     pub fn decode(self) -> Result<StoredEvent> {
         let corrupt = |what: &str| {

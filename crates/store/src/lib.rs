@@ -101,6 +101,45 @@ pub trait Store: Send + Sync + 'static {
         contact: ContactId,
     ) -> Result<Vec<StoredEvent>>;
 
+    // Replaying what was written after an index snapshot (migration 0006).
+    //
+    // A replay reads the deletions, then the changed contacts, then the events, each
+    // against the watermark the snapshot was taken at. The reads are exact when no write
+    // of the account was in flight while the watermark was read (the server's write
+    // gate); pages of one replay assume the account is not written between them.
+    /// Where the account's data stands now; see [`Watermark`].
+    async fn watermark(&self, account: AccountId) -> Result<Watermark>;
+    /// The contacts written (upserted, or stripped of a deleted field's values) after
+    /// `since`, as they are now, sorted by id, strictly after `after_id`. A contact
+    /// deleted since is not among them (see `contacts_deleted_since`). Each page reads
+    /// the index entries of every contact changed since: use large pages.
+    async fn contacts_changed_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after_id: Option<ContactId>,
+        limit: u32,
+    ) -> Result<Vec<Contact>>;
+    /// The ids of the contacts deleted after `since`, in deletion order. A contact
+    /// deleted and then made again from its external id has a new id: the old id is
+    /// here, the new contact in `contacts_changed_since`.
+    async fn contacts_deleted_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+    ) -> Result<Vec<ContactId>>;
+    /// The events stored after `since` (and not deleted with their contact since), with
+    /// their ids, sorted by id, strictly after `after` (the last id of the previous
+    /// page). Ids are positions only: on SQLite a deleted contact's ids can be given
+    /// again, which the store accounts for here.
+    async fn events_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredEvent)>>;
+
     // Segments.
     /// `Conflict` when the name is taken in the account, compared case-insensitively.
     async fn create_segment(

@@ -102,6 +102,27 @@ impl Contact {
     }
 }
 
+/// Where an account's data stood when an index snapshot was taken: what the store had
+/// received up to then. The server writes it into the snapshot's header and, at start,
+/// replays only what came after it (`Store::contacts_changed_since`,
+/// `contacts_deleted_since`, `events_since`). Opaque positions: compare them only
+/// through those calls. Taken with [`Store::watermark`](crate::Store::watermark) while
+/// none of the account's writes is in flight (the server's write gate).
+///
+/// There is no `Default`: a zero watermark is not "before everything" (contacts stored
+/// before migration 0006 all have revision 0); a full rebuild reads `all_contacts` and
+/// `all_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The account's newest contact revision (`contacts.rev`).
+    pub contact_rev: i64,
+    /// The newest position in the contact deletion log.
+    pub tombstone_seq: i64,
+    /// The newest event id. Event ids are shared by all accounts: this is a position in
+    /// the store's arrival order, not a count of the account's events.
+    pub event_id: i64,
+}
+
 /// A change to one optional attribute.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Patch<T> {
@@ -257,3 +278,23 @@ pub struct ChangeBucket {
 }
 
 pub const CHANGE_BUCKET_MS: i64 = 15 * 60 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watermark_round_trips_through_json() {
+        let w = Watermark {
+            contact_rev: 7,
+            tombstone_seq: 3,
+            event_id: 1 << 40,
+        };
+        let text = serde_json::to_string(&w).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"contact_rev":7,"tombstone_seq":3,"event_id":1099511627776}"#
+        );
+        assert_eq!(serde_json::from_str::<Watermark>(&text).ok(), Some(w));
+    }
+}
