@@ -85,6 +85,12 @@ where
 pub(crate) const CONTACT_COLUMNS: &str =
     "id, external_id, email, phone, email_status, sms_status, push_tokens, fields";
 
+/// [`CONTACT_COLUMNS`] without the field values (an empty object in their place), for
+/// reads that only need a contact's addresses: its `fields` JSON is not carried nor
+/// parsed.
+pub(crate) const ADDRESS_COLUMNS: &str =
+    "id, external_id, email, phone, email_status, sms_status, push_tokens, '{}' AS fields";
+
 impl ContactRow {
     pub fn decode(self, types: &FieldTypes) -> Result<Contact> {
         let corrupt =

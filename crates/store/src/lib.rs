@@ -246,11 +246,35 @@ pub trait Store: Send + Sync + 'static {
         excluded: &serde_json::Value,
         now: Timestamp,
     ) -> Result<bool>;
+    /// In one transaction, when the campaign is `Draft` or `Scheduled`: reads the listed
+    /// contacts (a chunk of ids at a time, never all at once), stores as `Queued`
+    /// recipients those [`Contact::address`] reaches on the campaign's channel, stores
+    /// `excluded` and makes the campaign `Sending`. Unknown ids and contacts that cannot
+    /// be reached now are counted and skipped; an id listed twice is stored once.
+    /// `frozen: false`, and nothing stored, when the campaign is unknown or already
+    /// frozen. On SQLite the transaction holds the one writer throughout.
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome>;
     /// The frozen recipients, sorted by external id.
     async fn campaign_recipients(
         &self,
         account: AccountId,
         id: CampaignId,
+    ) -> Result<Vec<Recipient>>;
+    /// A page of the frozen recipients, sorted by external id, strictly after
+    /// `after_external_id`.
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<Recipient>>;
     /// Sets one recipient's status, reason and attempt count (committed on return).
     #[allow(clippy::too_many_arguments)]

@@ -998,6 +998,112 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock taken here makes a concurrent freeze wait, then find it `sending`.
+        let channel: Option<String> = sqlx::query_scalar(
+            "UPDATE campaigns SET status = 'sending', frozen_at = $1, excluded = $2 \
+             WHERE account_id = $3 AND id = $4 AND status IN ('draft', 'scheduled') \
+             RETURNING channel",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(channel) = channel else {
+            return Ok(FreezeOutcome::default());
+        };
+        let channel = Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign channel {channel}")))?;
+        let mut outcome = FreezeOutcome {
+            frozen: true,
+            ..FreezeOutcome::default()
+        };
+        for chunk in freeze_ids(contacts).chunks(FREEZE_CHUNK) {
+            let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {ADDRESS_COLUMNS} FROM contacts WHERE account_id = $1 AND id = ANY($2)"
+            )))
+            .bind(account)
+            .bind(chunk)
+            .fetch_all(&mut *tx)
+            .await?;
+            let found = rows
+                .into_iter()
+                .map(decode_for_address)
+                .collect::<Result<Vec<_>>>()?;
+            let recipients = chunk_recipients(chunk.len(), found, channel, &mut outcome);
+            if recipients.is_empty() {
+                continue;
+            }
+            let ids: Vec<i64> = recipients.iter().map(|r| r.contact_id).collect();
+            let external: Vec<&str> = recipients.iter().map(|r| r.external_id.as_str()).collect();
+            let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
+            outcome.stored += sqlx::query(
+                "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+                 address, status, attempts, updated_at) \
+                 SELECT $1, $2, c, e, a, 'queued', 0, $3 \
+                 FROM UNNEST($4::BIGINT[], $5::TEXT[], $6::TEXT[]) AS t(c, e, a)",
+            )
+            .bind(id)
+            .bind(account)
+            .bind(to_ms(now))
+            .bind(&ids)
+            .bind(&external)
+            .bind(&addresses)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        // `external_id` has the "C" collation: byte order, as on SQLite.
+        let rows: Vec<RecipientRow> = match after_external_id {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = $1 AND account_id = $2 AND external_id > $3 \
+                     ORDER BY external_id LIMIT $4"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = $1 AND account_id = $2 ORDER BY external_id LIMIT $3"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
     async fn campaign_recipients(
         &self,
         account: AccountId,

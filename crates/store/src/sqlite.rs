@@ -57,6 +57,17 @@ fn contacts_changed_sql() -> String {
     )
 }
 
+/// `columns` of the account's contacts whose ids are in a JSON array (binds: account,
+/// array), looked up by rowid. `NOT INDEXED` (the rowid is still used): the planner
+/// would otherwise walk every contact of the account through an index on account_id
+/// and test each against the list.
+fn contacts_by_id_sql(columns: &str) -> String {
+    format!(
+        "SELECT {columns} FROM contacts NOT INDEXED \
+         WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))"
+    )
+}
+
 /// A page of an account's events after an id (binds: id, account, limit): a range of
 /// the table's own key, in key order. `NOT INDEXED` (the rowid is still used): the
 /// planner would otherwise pick the (account_id, client_id) index and sort every event
@@ -134,14 +145,19 @@ impl SqliteStore {
         }
         let types = self.field_types(account).await?;
         let list = to_json_text(values)?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts \
-             WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = if column == "id" {
+            contacts_by_id_sql(CONTACT_COLUMNS)
+        } else {
+            format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts \
+                 WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
+            )
+        };
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(account)
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(|r| r.decode(&types)).collect()
     }
 
@@ -1129,6 +1145,113 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome> {
+        let mut tx = self.begin_write().await?;
+        let channel: Option<String> = sqlx::query_scalar(
+            "UPDATE campaigns SET status = 'sending', frozen_at = ?, excluded = ? \
+             WHERE account_id = ? AND id = ? AND status IN ('draft', 'scheduled') \
+             RETURNING channel",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(channel) = channel else {
+            return Ok(FreezeOutcome::default());
+        };
+        let channel = Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign channel {channel}")))?;
+        let mut outcome = FreezeOutcome {
+            frozen: true,
+            ..FreezeOutcome::default()
+        };
+        let now = to_ms(now);
+        for chunk in freeze_ids(contacts).chunks(FREEZE_CHUNK) {
+            let rows: Vec<ContactRow> =
+                sqlx::query_as(AssertSqlSafe(contacts_by_id_sql(ADDRESS_COLUMNS)))
+                    .bind(account)
+                    .bind(to_json_text(chunk)?)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let found = rows
+                .into_iter()
+                .map(decode_for_address)
+                .collect::<Result<Vec<_>>>()?;
+            let recipients = chunk_recipients(chunk.len(), found, channel, &mut outcome);
+            if recipients.is_empty() {
+                continue;
+            }
+            // Two bound values a row (FREEZE_CHUNK * 2 < MAX_BINDS); numbers are literals.
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+                 address, status, attempts, updated_at) ",
+            );
+            qb.push_values(&recipients, |mut row, r| {
+                row.push(id.to_string())
+                    .push(account.to_string())
+                    .push(r.contact_id.to_string())
+                    .push_bind(r.external_id.as_str())
+                    .push_bind(r.address.as_str())
+                    .push("'queued'")
+                    .push("0")
+                    .push(now.to_string());
+            });
+            outcome.stored += qb
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        let rows: Vec<RecipientRow> = match after_external_id {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = ? AND account_id = ? AND external_id > ? \
+                     ORDER BY external_id LIMIT ?"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = ? AND account_id = ? ORDER BY external_id LIMIT ?"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
     async fn campaign_recipients(
         &self,
         account: AccountId,
@@ -1295,6 +1418,17 @@ mod tests {
         assert!(
             !contacts.iter().any(|d| d.starts_with("SCAN")),
             "{contacts:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn contacts_are_read_by_id_through_the_rowid() {
+        let by_id = plan(&contacts_by_id_sql(ADDRESS_COLUMNS), 2).await;
+        assert!(
+            by_id
+                .iter()
+                .any(|d| d.contains("SEARCH contacts USING INTEGER PRIMARY KEY (rowid=?)")),
+            "{by_id:?}"
         );
     }
 

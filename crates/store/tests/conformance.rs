@@ -78,6 +78,9 @@ conformance!(
     // Campaigns.
     a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept,
     scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept,
+    freezing_from_contact_ids_stores_the_reachable_ones_at_their_channels_address,
+    a_freeze_of_twenty_thousand_contact_ids_is_stored_in_chunks_and_paged_back,
+    recipients_are_paged_by_external_id_in_byte_order,
     // Replaying after an index snapshot.
     the_since_reads_return_exactly_what_was_written_after_a_watermark,
     events_after_a_watermark_all_come_back_when_deleted_newest_ids_are_given_again,
@@ -1863,6 +1866,379 @@ async fn scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept(ctx
         "kept once made"
     );
     assert_eq!(s.tracking_secret(b.id, "three").await.unwrap(), "three");
+}
+
+// ---------------------------------------------------------------------------------------
+// Freezing a campaign from contact ids.
+
+fn campaign_on(channel: Channel) -> CampaignDraft {
+    CampaignDraft {
+        channel,
+        ..campaign_draft(channel.as_str(), None)
+    }
+}
+
+/// A contact with every address set as given.
+fn reachable(
+    external_id: &str,
+    email: Option<(&str, Option<EmailStatus>)>,
+    phone: Option<(&str, Option<SmsStatus>)>,
+    tokens: &[&str],
+) -> ContactUpsert {
+    let mut c = contact(external_id);
+    if let Some((address, status)) = email {
+        c.email = Patch::Set(address.to_owned());
+        c.email_status = status.map_or(Patch::Keep, Patch::Set);
+    }
+    if let Some((number, status)) = phone {
+        c.phone = Patch::Set(number.to_owned());
+        c.sms_status = status.map_or(Patch::Keep, Patch::Set);
+    }
+    if !tokens.is_empty() {
+        c.push_tokens = Patch::Set(tokens.iter().map(|t| (*t).to_owned()).collect());
+    }
+    c
+}
+
+/// (external id, address) of the frozen list, in its order.
+async fn frozen_list(s: &Arc<dyn Store>, a: &Account, id: CampaignId) -> Vec<(String, String)> {
+    s.campaign_recipients(a.id, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!((r.status, r.attempts), (RecipientStatus::Queued, 0));
+            (r.external_id, r.address)
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(e, a)| ((*e).to_owned(), (*a).to_owned()))
+        .collect()
+}
+
+async fn freezing_from_contact_ids_stores_the_reachable_ones_at_their_channels_address(ctx: Ctx) {
+    use EmailStatus as E;
+    use SmsStatus as S;
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    s.upsert_contacts(
+        a.id,
+        &[
+            reachable("e-default", Some(("d@example.com", None)), None, &[]),
+            reachable(
+                "e-sub",
+                Some(("s@example.com", Some(E::Subscribed))),
+                None,
+                &[],
+            ),
+            reachable(
+                "e-unsub",
+                Some(("u@example.com", Some(E::Unsubscribed))),
+                None,
+                &[],
+            ),
+            reachable(
+                "e-bounced",
+                Some(("b@example.com", Some(E::Bounced))),
+                None,
+                &[],
+            ),
+            reachable("p-default", None, Some(("+481", None)), &[]),
+            reachable("p-sub", None, Some(("+482", Some(S::Subscribed))), &[]),
+            reachable("p-unsub", None, Some(("+483", Some(S::Unsubscribed))), &[]),
+            reachable("t-two", None, None, &["tok1", "tok2"]),
+            reachable("t-one", None, None, &["tok3"]),
+            reachable("nothing", None, None, &[]),
+        ],
+    )
+    .await
+    .unwrap();
+    // A status without its address reaches nobody.
+    let mut orphan = contact("status-only");
+    orphan.email_status = Patch::Set(E::Subscribed);
+    orphan.sms_status = Patch::Set(S::Subscribed);
+    s.upsert_contacts(a.id, &[orphan]).await.unwrap();
+    s.upsert_contacts(
+        b.id,
+        &[reachable(
+            "b-sub",
+            Some(("x@b.example", None)),
+            Some(("+489", None)),
+            &["tb"],
+        )],
+    )
+    .await
+    .unwrap();
+
+    let mut listed: Vec<ContactId> = s
+        .all_contacts(a.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed.len(), 11);
+    let b_id = get(s, &b, "b-sub").await.id;
+    let unknown = listed.iter().chain([&b_id]).max().unwrap() + 1_000;
+    // Another account's contact and an id that names no one are unknown here; an id
+    // listed twice is stored once.
+    listed.extend([b_id, unknown, listed[0]]);
+
+    let excluded = json!({"exclusion_segments": 4});
+    let cases = [
+        (
+            Channel::Email,
+            vec![("e-default", "d@example.com"), ("e-sub", "s@example.com")],
+            UnreachableCounts {
+                no_address: 7,
+                unsubscribed: 1,
+                bounced: 1,
+            },
+        ),
+        (
+            Channel::Sms,
+            vec![("p-default", "+481"), ("p-sub", "+482")],
+            UnreachableCounts {
+                no_address: 8,
+                unsubscribed: 1,
+                bounced: 0,
+            },
+        ),
+        (
+            Channel::Push,
+            vec![("t-one", "tok3"), ("t-two", "tok1,tok2")],
+            UnreachableCounts {
+                no_address: 9,
+                unsubscribed: 0,
+                bounced: 0,
+            },
+        ),
+    ];
+    for (channel, expected, unreachable) in cases {
+        let c = s
+            .create_campaign(a.id, &campaign_on(channel), ts(1_000))
+            .await
+            .unwrap();
+        let outcome = s
+            .freeze_campaign_for(b.id, c.id, &listed, &excluded, ts(2_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            FreezeOutcome::default(),
+            "another account's campaign"
+        );
+
+        let outcome = s
+            .freeze_campaign_for(a.id, c.id, &listed, &excluded, ts(2_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            FreezeOutcome {
+                frozen: true,
+                stored: 2,
+                unreachable,
+                unknown: 2,
+            },
+            "{channel:?}"
+        );
+        assert_eq!(
+            outcome.skipped(),
+            13 - 2,
+            "13 distinct ids listed, 2 stored"
+        );
+        assert_eq!(
+            frozen_list(s, &a, c.id).await,
+            pairs(&expected),
+            "{channel:?}"
+        );
+        let frozen = s.campaign(a.id, c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (frozen.status, frozen.frozen_at, frozen.excluded),
+            (
+                CampaignStatus::Sending,
+                Some(ts(2_000)),
+                Some(excluded.clone())
+            )
+        );
+
+        // Frozen once: a second freeze, from ids or from a list, stores nothing.
+        let again = s
+            .freeze_campaign_for(a.id, c.id, &listed, &json!({}), ts(3_000))
+            .await
+            .unwrap();
+        assert_eq!(again, FreezeOutcome::default());
+        assert!(
+            !s.freeze_campaign(a.id, c.id, &[], &json!({}), ts(3_000))
+                .await
+                .unwrap()
+        );
+        assert_eq!(frozen_list(s, &a, c.id).await, pairs(&expected));
+        assert_eq!(
+            s.campaign(a.id, c.id).await.unwrap().unwrap().frozen_at,
+            Some(ts(2_000))
+        );
+    }
+
+    // A scheduled campaign freezes the same way; an empty list freezes it empty.
+    let later = s
+        .create_campaign(a.id, &campaign_draft("Later", Some(ts(9_000))), ts(1_000))
+        .await
+        .unwrap();
+    let outcome = s
+        .freeze_campaign_for(a.id, later.id, &[], &json!({}), ts(9_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        FreezeOutcome {
+            frozen: true,
+            ..FreezeOutcome::default()
+        }
+    );
+    assert_eq!(
+        s.campaign(a.id, later.id).await.unwrap().unwrap().status,
+        CampaignStatus::Sending
+    );
+    // An unknown campaign freezes nothing.
+    let outcome = s
+        .freeze_campaign_for(a.id, later.id + 1_000, &listed, &json!({}), ts(9_000))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FreezeOutcome::default());
+}
+
+async fn a_freeze_of_twenty_thousand_contact_ids_is_stored_in_chunks_and_paged_back(ctx: Ctx) {
+    const N: usize = 20_000;
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    // Every tenth contact has unsubscribed since the caller chose it.
+    let batch: Vec<ContactUpsert> = (0..N)
+        .map(|i| {
+            let mut c = contact(&format!("c{i:05}"));
+            c.email = Patch::Set(format!("user{i}@example.com"));
+            if i % 10 == 3 {
+                c.email_status = Patch::Set(EmailStatus::Unsubscribed);
+            }
+            c
+        })
+        .collect();
+    s.upsert_contacts(a.id, &batch).await.unwrap();
+    // Listed newest first: the store reads them in its own order.
+    let listed: Vec<ContactId> = s
+        .all_contacts(a.id)
+        .await
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|c| c.id)
+        .collect();
+    let c = s
+        .create_campaign(a.id, &campaign_on(Channel::Email), ts(1_000))
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let outcome = s
+        .freeze_campaign_for(a.id, c.id, &listed, &json!({}), ts(2_000))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    visible(&format!(
+        "{}: froze {N} contact ids in {took:?}",
+        s.backend()
+    ));
+    assert_eq!(
+        outcome,
+        FreezeOutcome {
+            frozen: true,
+            stored: 18_000,
+            unreachable: UnreachableCounts {
+                unsubscribed: 2_000,
+                ..UnreachableCounts::default()
+            },
+            unknown: 0,
+        }
+    );
+    assert!(took < Duration::from_secs(30), "freezing took {took:?}");
+
+    let all = s.campaign_recipients(a.id, c.id).await.unwrap();
+    assert_eq!(all.len(), 18_000);
+    assert!(all.iter().all(|r| !r.external_id.ends_with('3')));
+    assert_eq!(all[0].external_id, "c00000");
+    assert_eq!(all[0].address, "user0@example.com");
+
+    // Paged back, the pages add up to the whole list.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .campaign_recipients_page(a.id, c.id, after.as_deref(), 7_000)
+            .await
+            .unwrap();
+        assert!(page.len() <= 7_000);
+        let Some(last) = page.last() else { break };
+        after = Some(last.external_id.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+}
+
+async fn recipients_are_paged_by_external_id_in_byte_order(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    // Byte order: upper case before lower case, "é" (0xC3 0xA9) after "z".
+    let names = ["b", "B", "a", "é", "z", "A1", "a0"];
+    let batch: Vec<ContactUpsert> = names
+        .iter()
+        .map(|n| reachable(n, Some((&format!("{n}@example.com"), None)), None, &[]))
+        .collect();
+    s.upsert_contacts(a.id, &batch).await.unwrap();
+    let listed: Vec<ContactId> = s
+        .all_contacts(a.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let c = s
+        .create_campaign(a.id, &campaign_on(Channel::Email), ts(1_000))
+        .await
+        .unwrap();
+    s.freeze_campaign_for(a.id, c.id, &listed, &json!({}), ts(2_000))
+        .await
+        .unwrap();
+
+    let page = |after: Option<&'static str>, limit: u32| {
+        let s = s.clone();
+        let (account, id) = (a.id, c.id);
+        async move {
+            s.campaign_recipients_page(account, id, after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.external_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, 3).await, ["A1", "B", "a"]);
+    assert_eq!(page(Some("a"), 3).await, ["a0", "b", "z"]);
+    assert_eq!(page(Some("z"), 3).await, ["é"]);
+    assert!(page(Some("é"), 3).await.is_empty());
+    assert_eq!(page(None, 100).await.len(), names.len());
+    // Another account's call finds no list.
+    assert!(
+        s.campaign_recipients_page(b.id, c.id, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ---------------------------------------------------------------------------------------

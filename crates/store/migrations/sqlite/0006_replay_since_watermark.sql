@@ -36,3 +36,6 @@ CREATE TABLE contact_tombstones (
     events_max  INTEGER NOT NULL
 );
 CREATE INDEX contact_tombstones_account ON contact_tombstones (account_id, seq);
+
+-- The recipients list is shown a page at a time in external id order.
+CREATE INDEX campaign_recipients_external ON campaign_recipients (campaign_id, external_id);
