@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use segmentd_rules::SegmentId;
 
-use crate::{AccountId, ContactId};
+use crate::{AccountId, ContactId, UnreachableCounts};
 
 pub type CampaignId = i64;
 
@@ -131,6 +131,27 @@ pub struct NewRecipient {
     pub contact_id: ContactId,
     pub external_id: String,
     pub address: String,
+}
+
+/// What [`Store::freeze_campaign_for`](crate::Store::freeze_campaign_for) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FreezeOutcome {
+    /// `false` (and nothing stored) when the campaign is unknown or already frozen.
+    pub frozen: bool,
+    /// Recipients stored.
+    pub stored: u64,
+    /// Listed contacts left out because they cannot be reached on the campaign's channel
+    /// now (they may have unsubscribed since the caller chose them), by reason.
+    pub unreachable: UnreachableCounts,
+    /// Listed ids with no contact in the account (deleted since they were chosen).
+    pub unknown: u64,
+}
+
+impl FreezeOutcome {
+    /// Listed contacts that were not stored: unreachable or unknown.
+    pub fn skipped(&self) -> u64 {
+        self.unreachable.total() + self.unknown
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

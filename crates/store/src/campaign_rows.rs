@@ -1,6 +1,6 @@
 //! Campaign rows as both backends read them, and their decoding.
 
-use crate::common::from_ms;
+use crate::common::{ContactRow, FieldTypes, from_ms};
 use crate::*;
 
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, account_id, name, channel, content, targets, exclusions, status, \
@@ -128,4 +128,44 @@ impl RecipientRow {
 /// `value` as JSON text, to store or to bind a whole list as one parameter.
 pub(crate) fn to_json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// How many contact ids `freeze_campaign_for` reads (and inserts as recipients) at a
+/// time: the contacts in memory at once, whatever the campaign's size.
+pub(crate) const FREEZE_CHUNK: usize = 5_000;
+
+/// The ids a freeze reads: sorted (chunks then read nearby rows) and each once.
+pub(crate) fn freeze_ids(contacts: &[ContactId]) -> Vec<ContactId> {
+    let mut ids = contacts.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The recipients among one chunk's contacts (`asked` distinct ids were looked up,
+/// `found` came back), counting the unreachable and unknown ones into `outcome`.
+pub(crate) fn chunk_recipients(
+    asked: usize,
+    found: Vec<Contact>,
+    channel: Channel,
+    outcome: &mut FreezeOutcome,
+) -> Vec<NewRecipient> {
+    outcome.unknown += asked.saturating_sub(found.len()) as u64;
+    let mut recipients = Vec::with_capacity(found.len());
+    for contact in found {
+        match contact.address(channel) {
+            Ok(address) => recipients.push(NewRecipient {
+                contact_id: contact.id,
+                external_id: contact.external_id,
+                address,
+            }),
+            Err(why) => outcome.unreachable.add(why),
+        }
+    }
+    recipients
+}
+
+/// A contact row read for its addresses only (see `ADDRESS_COLUMNS`).
+pub(crate) fn decode_for_address(row: ContactRow) -> Result<Contact> {
+    row.decode(&FieldTypes::new())
 }

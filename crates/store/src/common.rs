@@ -85,6 +85,12 @@ where
 pub(crate) const CONTACT_COLUMNS: &str =
     "id, external_id, email, phone, email_status, sms_status, push_tokens, fields";
 
+/// [`CONTACT_COLUMNS`] without the field values (an empty object in their place), for
+/// reads that only need a contact's addresses: its `fields` JSON is not carried nor
+/// parsed.
+pub(crate) const ADDRESS_COLUMNS: &str =
+    "id, external_id, email, phone, email_status, sms_status, push_tokens, '{}' AS fields";
+
 impl ContactRow {
     pub fn decode(self, types: &FieldTypes) -> Result<Contact> {
         let corrupt =
@@ -316,6 +322,32 @@ pub(crate) fn prefixed_event_columns(table: &str) -> String {
         .map(|column| format!("{table}.{column}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An events row with its id, for reads that return ids (`events_since`).
+pub(crate) struct IdEventRow {
+    pub id: i64,
+    pub row: EventRow,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for IdEventRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(IdEventRow {
+            id: row.try_get("id")?,
+            row: EventRow::from_row(row)?,
+        })
+    }
+}
+
+impl IdEventRow {
+    pub fn decode(self) -> Result<(i64, StoredEvent)> {
+        Ok((self.id, self.row.decode()?))
+    }
 }
 
 impl EventRow {

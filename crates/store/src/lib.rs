@@ -101,6 +101,45 @@ pub trait Store: Send + Sync + 'static {
         contact: ContactId,
     ) -> Result<Vec<StoredEvent>>;
 
+    // Replaying what was written after an index snapshot (migration 0006).
+    //
+    // A replay reads the deletions, then the changed contacts, then the events, each
+    // against the watermark the snapshot was taken at. The reads are exact when no write
+    // of the account was in flight while the watermark was read (the server's write
+    // gate); pages of one replay assume the account is not written between them.
+    /// Where the account's data stands now; see [`Watermark`].
+    async fn watermark(&self, account: AccountId) -> Result<Watermark>;
+    /// The contacts written (upserted, or stripped of a deleted field's values) after
+    /// `since`, as they are now, sorted by id, strictly after `after_id`. A contact
+    /// deleted since is not among them (see `contacts_deleted_since`). Each page reads
+    /// the index entries of every contact changed since: use large pages.
+    async fn contacts_changed_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after_id: Option<ContactId>,
+        limit: u32,
+    ) -> Result<Vec<Contact>>;
+    /// The ids of the contacts deleted after `since`, in deletion order. A contact
+    /// deleted and then made again from its external id has a new id: the old id is
+    /// here, the new contact in `contacts_changed_since`.
+    async fn contacts_deleted_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+    ) -> Result<Vec<ContactId>>;
+    /// The events stored after `since` (and not deleted with their contact since), with
+    /// their ids, sorted by id, strictly after `after` (the last id of the previous
+    /// page). Ids are positions only: on SQLite a deleted contact's ids can be given
+    /// again, which the store accounts for here.
+    async fn events_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredEvent)>>;
+
     // Segments.
     /// `Conflict` when the name is taken in the account, compared case-insensitively.
     async fn create_segment(
@@ -207,11 +246,35 @@ pub trait Store: Send + Sync + 'static {
         excluded: &serde_json::Value,
         now: Timestamp,
     ) -> Result<bool>;
+    /// In one transaction, when the campaign is `Draft` or `Scheduled`: reads the listed
+    /// contacts (a chunk of ids at a time, never all at once), stores as `Queued`
+    /// recipients those [`Contact::address`] reaches on the campaign's channel, stores
+    /// `excluded` and makes the campaign `Sending`. Unknown ids and contacts that cannot
+    /// be reached now are counted and skipped; an id listed twice is stored once.
+    /// `frozen: false`, and nothing stored, when the campaign is unknown or already
+    /// frozen. On SQLite the transaction holds the one writer throughout.
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome>;
     /// The frozen recipients, sorted by external id.
     async fn campaign_recipients(
         &self,
         account: AccountId,
         id: CampaignId,
+    ) -> Result<Vec<Recipient>>;
+    /// A page of the frozen recipients, sorted by external id, strictly after
+    /// `after_external_id`.
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<Recipient>>;
     /// Sets one recipient's status, reason and attempt count (committed on return).
     #[allow(clippy::too_many_arguments)]

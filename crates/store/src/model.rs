@@ -6,6 +6,8 @@ use jiff::Timestamp;
 use segmentd_rules::{FieldType, FieldValue, SegmentId, SystemEventKind};
 use serde::{Deserialize, Serialize};
 
+use crate::campaign::Channel;
+
 pub type AccountId = i64;
 pub type ContactId = i64;
 pub type UserId = i64;
@@ -100,6 +102,83 @@ impl Contact {
             .as_ref()
             .map(|_| self.sms_status.unwrap_or(SmsStatus::Subscribed))
     }
+
+    /// The address this contact is reached at on `channel`, or why it cannot be: e-mail
+    /// needs an address whose effective status is subscribed, SMS a phone number whose
+    /// effective status is subscribed, push at least one token (all of them, joined by
+    /// `,`). The one place this rule lives: campaign audiences and freezing use it.
+    pub fn address(&self, channel: Channel) -> Result<String, Unreachable> {
+        match channel {
+            Channel::Email => match (&self.email, self.effective_email_status()) {
+                (Some(email), Some(EmailStatus::Subscribed)) => Ok(email.clone()),
+                (Some(_), Some(EmailStatus::Unsubscribed)) => Err(Unreachable::Unsubscribed),
+                (Some(_), Some(EmailStatus::Bounced)) => Err(Unreachable::Bounced),
+                _ => Err(Unreachable::NoAddress),
+            },
+            Channel::Sms => match (&self.phone, self.effective_sms_status()) {
+                (Some(phone), Some(SmsStatus::Subscribed)) => Ok(phone.clone()),
+                (Some(_), Some(SmsStatus::Unsubscribed)) => Err(Unreachable::Unsubscribed),
+                _ => Err(Unreachable::NoAddress),
+            },
+            Channel::Push if self.push_tokens.is_empty() => Err(Unreachable::NoAddress),
+            Channel::Push => Ok(self.push_tokens.join(",")),
+        }
+    }
+}
+
+/// Why a contact cannot be reached on a channel ([`Contact::address`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    /// No e-mail address, phone number or push token for the channel.
+    NoAddress,
+    /// The address is there but its effective status is unsubscribed.
+    Unsubscribed,
+    /// The e-mail address bounced.
+    Bounced,
+}
+
+/// Contacts that cannot be reached, counted by [`Unreachable`] reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UnreachableCounts {
+    pub no_address: u64,
+    pub unsubscribed: u64,
+    pub bounced: u64,
+}
+
+impl UnreachableCounts {
+    pub fn add(&mut self, why: Unreachable) {
+        match why {
+            Unreachable::NoAddress => self.no_address += 1,
+            Unreachable::Unsubscribed => self.unsubscribed += 1,
+            Unreachable::Bounced => self.bounced += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.no_address + self.unsubscribed + self.bounced
+    }
+}
+
+/// Where an account's data stood when an index snapshot was taken: what the store had
+/// received up to then. The server writes it into the snapshot's header and, at start,
+/// replays only what came after it (`Store::contacts_changed_since`,
+/// `contacts_deleted_since`, `events_since`). Opaque positions: compare them only
+/// through those calls. Taken with [`Store::watermark`](crate::Store::watermark) while
+/// none of the account's writes is in flight (the server's write gate).
+///
+/// There is no `Default`: a zero watermark is not "before everything" (contacts stored
+/// before migration 0006 all have revision 0); a full rebuild reads `all_contacts` and
+/// `all_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The account's newest contact revision (`contacts.rev`).
+    pub contact_rev: i64,
+    /// The newest position in the contact deletion log.
+    pub tombstone_seq: i64,
+    /// The newest event id. Event ids are shared by all accounts: this is a position in
+    /// the store's arrival order, not a count of the account's events.
+    pub event_id: i64,
 }
 
 /// A change to one optional attribute.
@@ -257,3 +336,155 @@ pub struct ChangeBucket {
 }
 
 pub const CHANGE_BUCKET_MS: i64 = 15 * 60 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(
+        email: Option<EmailStatus>,
+        phone: Option<SmsStatus>,
+        has_email: bool,
+        has_phone: bool,
+        tokens: &[&str],
+    ) -> Contact {
+        Contact {
+            id: 1,
+            external_id: "c".to_owned(),
+            email: has_email.then(|| "c@example.com".to_owned()),
+            phone: has_phone.then(|| "+48100".to_owned()),
+            email_status: email,
+            sms_status: phone,
+            push_tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_contacts_address_per_channel_follows_its_effective_status() {
+        use EmailStatus as E;
+        use SmsStatus as S;
+        use Unreachable::*;
+        let ok = |s: &str| Ok(s.to_owned());
+        let cases: Vec<(Contact, Channel, Result<String, Unreachable>)> = vec![
+            // E-mail: an address whose effective status is subscribed.
+            (
+                contact(None, None, true, false, &[]),
+                Channel::Email,
+                ok("c@example.com"),
+            ),
+            (
+                contact(Some(E::Subscribed), None, true, false, &[]),
+                Channel::Email,
+                ok("c@example.com"),
+            ),
+            (
+                contact(Some(E::Unsubscribed), None, true, false, &[]),
+                Channel::Email,
+                Err(Unsubscribed),
+            ),
+            (
+                contact(Some(E::Bounced), None, true, false, &[]),
+                Channel::Email,
+                Err(Bounced),
+            ),
+            (
+                contact(None, None, false, true, &["t"]),
+                Channel::Email,
+                Err(NoAddress),
+            ),
+            (
+                contact(Some(E::Subscribed), None, false, false, &[]),
+                Channel::Email,
+                Err(NoAddress),
+            ),
+            (
+                contact(Some(E::Bounced), None, false, false, &[]),
+                Channel::Email,
+                Err(NoAddress),
+            ),
+            // SMS: a phone number whose effective status is subscribed.
+            (
+                contact(None, None, false, true, &[]),
+                Channel::Sms,
+                ok("+48100"),
+            ),
+            (
+                contact(None, Some(S::Subscribed), false, true, &[]),
+                Channel::Sms,
+                ok("+48100"),
+            ),
+            (
+                contact(None, Some(S::Unsubscribed), false, true, &[]),
+                Channel::Sms,
+                Err(Unsubscribed),
+            ),
+            (
+                contact(None, Some(S::Subscribed), true, false, &[]),
+                Channel::Sms,
+                Err(NoAddress),
+            ),
+            // Push: every token, joined by commas; statuses do not matter.
+            (
+                contact(
+                    Some(E::Unsubscribed),
+                    Some(S::Unsubscribed),
+                    true,
+                    true,
+                    &["a", "b"],
+                ),
+                Channel::Push,
+                ok("a,b"),
+            ),
+            (
+                contact(None, None, false, false, &["only"]),
+                Channel::Push,
+                ok("only"),
+            ),
+            (
+                contact(None, None, true, true, &[]),
+                Channel::Push,
+                Err(NoAddress),
+            ),
+        ];
+        for (i, (c, channel, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(c.address(channel), expected, "case {i}: {channel:?} {c:?}");
+        }
+    }
+
+    #[test]
+    fn unreachable_contacts_are_counted_by_reason() {
+        let mut counts = UnreachableCounts::default();
+        for why in [
+            Unreachable::NoAddress,
+            Unreachable::Bounced,
+            Unreachable::NoAddress,
+        ] {
+            counts.add(why);
+        }
+        assert_eq!(
+            counts,
+            UnreachableCounts {
+                no_address: 2,
+                unsubscribed: 0,
+                bounced: 1
+            }
+        );
+        assert_eq!(counts.total(), 3);
+    }
+
+    #[test]
+    fn a_watermark_round_trips_through_json() {
+        let w = Watermark {
+            contact_rev: 7,
+            tombstone_seq: 3,
+            event_id: 1 << 40,
+        };
+        let text = serde_json::to_string(&w).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"contact_rev":7,"tombstone_seq":3,"event_id":1099511627776}"#
+        );
+        assert_eq!(serde_json::from_str::<Watermark>(&text).ok(), Some(w));
+    }
+}

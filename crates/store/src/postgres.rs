@@ -209,14 +209,20 @@ impl Store for PostgresStore {
             }
         }
         if !ids.is_empty() {
+            // The contacts that lose a value get a new revision (one for all, as an upsert
+            // batch does): a replay reads them again.
+            let rev: i64 = sqlx::query_scalar("SELECT nextval('contact_rev')")
+                .fetch_one(&mut *tx)
+                .await?;
             sqlx::query(
-                "UPDATE contacts c SET fields = u.fields \
+                "UPDATE contacts c SET fields = u.fields, rev = $4 \
                  FROM UNNEST($2::bigint[], $3::text[]) AS u (id, fields) \
                  WHERE c.account_id = $1 AND c.id = u.id",
             )
             .bind(account)
             .bind(&ids)
             .bind(&texts)
+            .bind(rev)
             .execute(&mut *tx)
             .await?;
         }
@@ -264,16 +270,21 @@ impl Store for PostgresStore {
             push_tokens.push(state.push_tokens_json());
             fields.push(state.fields_json());
         }
+        // One revision for the batch, from a sequence: no lock on the account's row,
+        // which event batches hold FOR SHARE (migration 0006).
+        let rev: i64 = sqlx::query_scalar("SELECT nextval('contact_rev')")
+            .fetch_one(&mut *tx)
+            .await?;
         sqlx::query(
-            "INSERT INTO contacts (account_id, created_at, updated_at, external_id, email, phone, \
-                 email_status, sms_status, push_tokens, fields) \
-             SELECT $1, $2, $2, u.* FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], \
+            "INSERT INTO contacts (account_id, created_at, updated_at, rev, external_id, email, \
+                 phone, email_status, sms_status, push_tokens, fields) \
+             SELECT $1, $2, $2, $10, u.* FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], \
                  $7::text[], $8::text[], $9::text[]) AS u \
              ON CONFLICT (account_id, external_id) DO UPDATE SET \
                  email = excluded.email, phone = excluded.phone, \
                  email_status = excluded.email_status, sms_status = excluded.sms_status, \
                  push_tokens = excluded.push_tokens, fields = excluded.fields, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, rev = excluded.rev",
         )
         .bind(account)
         .bind(now_ms())
@@ -284,6 +295,7 @@ impl Store for PostgresStore {
         .bind(&sms_statuses)
         .bind(&push_tokens)
         .bind(&fields)
+        .bind(rev)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -372,6 +384,11 @@ impl Store for PostgresStore {
             return Ok(false);
         };
         sqlx::query("DELETE FROM events WHERE contact_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO contact_tombstones (account_id, contact_id) VALUES ($1, $2)")
+            .bind(account)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -489,6 +506,91 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn watermark(&self, account: AccountId) -> Result<Watermark> {
+        // Each maximum is one index seek. The event id is the table's: a value taken
+        // after this read is greater than any taken before it, whatever the account.
+        let (contact_rev, tombstone_seq, event_id): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT coalesce(max(rev), 0) FROM contacts WHERE account_id = $1), \
+                    (SELECT coalesce(max(seq), 0) FROM contact_tombstones WHERE account_id = $1), \
+                    (SELECT coalesce(max(id), 0) FROM events)",
+        )
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Watermark {
+            contact_rev,
+            tombstone_seq,
+            event_id,
+        })
+    }
+
+    async fn contacts_changed_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after_id: Option<ContactId>,
+        limit: u32,
+    ) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        // The page's ids first, then only the page's rows, by primary key. Not a cached
+        // statement: a generic plan guesses a third of the rows changed and walks the
+        // whole table in id order; planned with the values, a few changed contacts come
+        // from the (account_id, rev, id) index and many from the primary key.
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ANY(ARRAY( \
+                 SELECT id FROM contacts WHERE account_id = $1 AND rev > $2 AND id > $3 \
+                 ORDER BY id LIMIT $4)) \
+             ORDER BY id"
+        )))
+        .bind(account)
+        .bind(since.contact_rev)
+        .bind(after_id.unwrap_or(0))
+        .bind(i64::from(limit))
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn contacts_deleted_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+    ) -> Result<Vec<ContactId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT contact_id FROM contact_tombstones \
+             WHERE account_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(account)
+        .bind(since.tombstone_seq)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn events_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredEvent)>> {
+        // Identity values are never given twice: the events after the watermark are
+        // exactly those with a greater id. A range of the primary key, in key order
+        // (planned with the values, as contacts_changed_since is).
+        let start = after.map_or(since.event_id, |a| a.max(since.event_id));
+        let rows: Vec<IdEventRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id, {EVENT_COLUMNS} FROM events \
+             WHERE id > $1 AND account_id = $2 ORDER BY id LIMIT $3"
+        )))
+        .bind(start)
+        .bind(account)
+        .bind(i64::from(limit))
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(IdEventRow::decode).collect()
     }
 
     async fn create_segment(
@@ -894,6 +996,112 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock taken here makes a concurrent freeze wait, then find it `sending`.
+        let channel: Option<String> = sqlx::query_scalar(
+            "UPDATE campaigns SET status = 'sending', frozen_at = $1, excluded = $2 \
+             WHERE account_id = $3 AND id = $4 AND status IN ('draft', 'scheduled') \
+             RETURNING channel",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(channel) = channel else {
+            return Ok(FreezeOutcome::default());
+        };
+        let channel = Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign channel {channel}")))?;
+        let mut outcome = FreezeOutcome {
+            frozen: true,
+            ..FreezeOutcome::default()
+        };
+        for chunk in freeze_ids(contacts).chunks(FREEZE_CHUNK) {
+            let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {ADDRESS_COLUMNS} FROM contacts WHERE account_id = $1 AND id = ANY($2)"
+            )))
+            .bind(account)
+            .bind(chunk)
+            .fetch_all(&mut *tx)
+            .await?;
+            let found = rows
+                .into_iter()
+                .map(decode_for_address)
+                .collect::<Result<Vec<_>>>()?;
+            let recipients = chunk_recipients(chunk.len(), found, channel, &mut outcome);
+            if recipients.is_empty() {
+                continue;
+            }
+            let ids: Vec<i64> = recipients.iter().map(|r| r.contact_id).collect();
+            let external: Vec<&str> = recipients.iter().map(|r| r.external_id.as_str()).collect();
+            let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
+            outcome.stored += sqlx::query(
+                "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+                 address, status, attempts, updated_at) \
+                 SELECT $1, $2, c, e, a, 'queued', 0, $3 \
+                 FROM UNNEST($4::BIGINT[], $5::TEXT[], $6::TEXT[]) AS t(c, e, a)",
+            )
+            .bind(id)
+            .bind(account)
+            .bind(to_ms(now))
+            .bind(&ids)
+            .bind(&external)
+            .bind(&addresses)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        // `external_id` has the "C" collation: byte order, as on SQLite.
+        let rows: Vec<RecipientRow> = match after_external_id {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = $1 AND account_id = $2 AND external_id > $3 \
+                     ORDER BY external_id LIMIT $4"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = $1 AND account_id = $2 ORDER BY external_id LIMIT $3"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(RecipientRow::decode).collect()
     }
 
     async fn campaign_recipients(

@@ -44,6 +44,41 @@ fn select_contact_events(columns: &str) -> String {
     )
 }
 
+/// A page of the contacts changed since a revision (binds: account, revision, after id,
+/// limit). The page's ids come from the (account_id, rev) index alone, whose entries
+/// hold the id, and only the page's rows are read. `INDEXED BY`: without statistics the
+/// planner would rather walk the whole table in id order to skip the sort.
+fn contacts_changed_sql() -> String {
+    format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN ( \
+             SELECT id FROM contacts INDEXED BY contacts_rev \
+             WHERE account_id = ?1 AND rev > ?2 AND id > ?3 ORDER BY id LIMIT ?4) \
+         ORDER BY id"
+    )
+}
+
+/// `columns` of the account's contacts whose ids are in a JSON array (binds: account,
+/// array), looked up by rowid. `NOT INDEXED` (the rowid is still used): the planner
+/// would otherwise walk every contact of the account through an index on account_id
+/// and test each against the list.
+fn contacts_by_id_sql(columns: &str) -> String {
+    format!(
+        "SELECT {columns} FROM contacts NOT INDEXED \
+         WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))"
+    )
+}
+
+/// A page of an account's events after an id (binds: id, account, limit): a range of
+/// the table's own key, in key order. `NOT INDEXED` (the rowid is still used): the
+/// planner would otherwise pick the (account_id, client_id) index and sort every event
+/// of the account for each page.
+fn events_since_sql() -> String {
+    format!(
+        "SELECT id, {EVENT_COLUMNS} FROM events NOT INDEXED \
+         WHERE id > ? AND account_id = ? ORDER BY id LIMIT ?"
+    )
+}
+
 pub struct SqliteStore {
     /// For reads: several connections, which WAL lets read while one writes.
     pool: SqlitePool,
@@ -110,14 +145,19 @@ impl SqliteStore {
         }
         let types = self.field_types(account).await?;
         let list = to_json_text(values)?;
-        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts \
-             WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
-        )))
-        .bind(account)
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = if column == "id" {
+            contacts_by_id_sql(CONTACT_COLUMNS)
+        } else {
+            format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts \
+                 WHERE account_id = ? AND {column} IN (SELECT value FROM json_each(?))"
+            )
+        };
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(account)
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(|r| r.decode(&types)).collect()
     }
 
@@ -128,6 +168,22 @@ impl SqliteStore {
     async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
         Ok(field_types(&self.fields(account).await?))
     }
+}
+
+/// The account's next contact revision, taken in the write transaction (migration 0006):
+/// one writer, so revisions follow the commit order.
+async fn next_contact_rev(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    account: AccountId,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "UPDATE accounts SET contact_rev = contact_rev + 1 WHERE id = ? RETURNING contact_rev",
+    )
+    .bind(account)
+    .fetch_optional(&mut **tx)
+    .await?
+    // No such account: nothing of it is stored, and nothing will be written either.
+    .unwrap_or(0))
 }
 
 /// How many contacts the account has ever deleted (see `insert_events`).
@@ -315,14 +371,17 @@ impl Store for SqliteStore {
         if deleted == 0 {
             return Ok(false);
         }
+        // The contacts that lose a value get a new revision: a replay reads them again.
+        let rev = next_contact_rev(&mut tx, account).await?;
         if plain_key(key) {
             let path = format!("$.\"{key}\"");
             sqlx::query(
-                "UPDATE contacts SET fields = json_remove(fields, ?1) \
+                "UPDATE contacts SET fields = json_remove(fields, ?1), rev = ?3 \
                  WHERE account_id = ?2 AND json_type(fields, ?1) IS NOT NULL",
             )
             .bind(&path)
             .bind(account)
+            .bind(rev)
             .execute(&mut *tx)
             .await?;
         } else {
@@ -334,12 +393,15 @@ impl Store for SqliteStore {
             for row in rows {
                 let id: i64 = row.try_get("id")?;
                 if let Some(text) = without_key(id, row.try_get("fields")?, key)? {
-                    sqlx::query("UPDATE contacts SET fields = ? WHERE account_id = ? AND id = ?")
-                        .bind(text)
-                        .bind(account)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE contacts SET fields = ?, rev = ? WHERE account_id = ? AND id = ?",
+                    )
+                    .bind(text)
+                    .bind(rev)
+                    .bind(account)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
@@ -378,16 +440,18 @@ impl Store for SqliteStore {
         let known = field_types_in(&mut tx, account).await?;
         let merged = merge_batch(batch, existing, &known);
         let now = now_ms();
-        // Seven bound values a row; account and time are written as literals.
+        let rev = next_contact_rev(&mut tx, account).await?;
+        // Seven bound values a row; account, time and revision are written as literals.
         for chunk in merged.chunks(MAX_BINDS / 7) {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO contacts (account_id, created_at, updated_at, external_id, email, phone, \
-                 email_status, sms_status, push_tokens, fields) ",
+                "INSERT INTO contacts (account_id, created_at, updated_at, rev, external_id, email, \
+                 phone, email_status, sms_status, push_tokens, fields) ",
             );
             qb.push_values(chunk, |mut row, (external_id, state)| {
                 row.push(account.to_string())
                     .push(now.to_string())
                     .push(now.to_string())
+                    .push(rev.to_string())
                     .push_bind(*external_id)
                     .push_bind(state.email.as_deref())
                     .push_bind(state.phone.as_deref())
@@ -401,7 +465,7 @@ impl Store for SqliteStore {
                  email = excluded.email, phone = excluded.phone, \
                  email_status = excluded.email_status, sms_status = excluded.sms_status, \
                  push_tokens = excluded.push_tokens, fields = excluded.fields, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, rev = excluded.rev",
             );
             qb.build().persistent(false).execute(&mut *tx).await?;
         }
@@ -494,6 +558,16 @@ impl Store for SqliteStore {
             .bind(account)
             .execute(&mut *tx)
             .await?;
+        // The tombstone keeps the largest event id left: the ids above it can be given
+        // again (migration 0006 says how `events_since` stays exact).
+        sqlx::query(
+            "INSERT INTO contact_tombstones (account_id, contact_id, events_max) \
+             VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM events))",
+        )
+        .bind(account)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -584,6 +658,85 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(EventRow::decode).collect()
+    }
+
+    async fn watermark(&self, account: AccountId) -> Result<Watermark> {
+        // One statement, so one snapshot: the event id and the deletion log agree.
+        let (contact_rev, tombstone_seq, event_id): (Option<i64>, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT contact_rev FROM accounts WHERE id = ?), \
+                    (SELECT coalesce(max(seq), 0) FROM contact_tombstones), \
+                    (SELECT coalesce(max(id), 0) FROM events)",
+        )
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Watermark {
+            contact_rev: contact_rev.unwrap_or(0),
+            tombstone_seq,
+            event_id,
+        })
+    }
+
+    async fn contacts_changed_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after_id: Option<ContactId>,
+        limit: u32,
+    ) -> Result<Vec<Contact>> {
+        let types = self.field_types(account).await?;
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(contacts_changed_sql()))
+            .bind(account)
+            .bind(since.contact_rev)
+            .bind(after_id.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| r.decode(&types)).collect()
+    }
+
+    async fn contacts_deleted_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+    ) -> Result<Vec<ContactId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT contact_id FROM contact_tombstones \
+             WHERE account_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(account)
+        .bind(since.tombstone_seq)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn events_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredEvent)>> {
+        let mut read = self.pool.begin().await?;
+        // Ids above the watermark's can have been given again after a deletion: every
+        // event stored since has an id above the lowest "largest id left" recorded by
+        // the deletions since, and every older one at or below it (migration 0006).
+        // Event ids are shared by all accounts, so every account's deletions count.
+        let floor: Option<i64> =
+            sqlx::query_scalar("SELECT min(events_max) FROM contact_tombstones WHERE seq > ?")
+                .bind(since.tombstone_seq)
+                .fetch_one(&mut *read)
+                .await?;
+        let floor = floor.map_or(since.event_id, |f| f.min(since.event_id));
+        let start = after.map_or(floor, |a| a.max(floor));
+        let rows: Vec<IdEventRow> = sqlx::query_as(AssertSqlSafe(events_since_sql()))
+            .bind(start)
+            .bind(account)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *read)
+            .await?;
+        read.commit().await?;
+        rows.into_iter().map(IdEventRow::decode).collect()
     }
 
     async fn create_segment(
@@ -992,6 +1145,113 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn freeze_campaign_for(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contacts: &[ContactId],
+        excluded: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<FreezeOutcome> {
+        let mut tx = self.begin_write().await?;
+        let channel: Option<String> = sqlx::query_scalar(
+            "UPDATE campaigns SET status = 'sending', frozen_at = ?, excluded = ? \
+             WHERE account_id = ? AND id = ? AND status IN ('draft', 'scheduled') \
+             RETURNING channel",
+        )
+        .bind(to_ms(now))
+        .bind(to_json_text(excluded)?)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(channel) = channel else {
+            return Ok(FreezeOutcome::default());
+        };
+        let channel = Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign channel {channel}")))?;
+        let mut outcome = FreezeOutcome {
+            frozen: true,
+            ..FreezeOutcome::default()
+        };
+        let now = to_ms(now);
+        for chunk in freeze_ids(contacts).chunks(FREEZE_CHUNK) {
+            let rows: Vec<ContactRow> =
+                sqlx::query_as(AssertSqlSafe(contacts_by_id_sql(ADDRESS_COLUMNS)))
+                    .bind(account)
+                    .bind(to_json_text(chunk)?)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let found = rows
+                .into_iter()
+                .map(decode_for_address)
+                .collect::<Result<Vec<_>>>()?;
+            let recipients = chunk_recipients(chunk.len(), found, channel, &mut outcome);
+            if recipients.is_empty() {
+                continue;
+            }
+            // Two bound values a row (FREEZE_CHUNK * 2 < MAX_BINDS); numbers are literals.
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO campaign_recipients (campaign_id, account_id, contact_id, external_id, \
+                 address, status, attempts, updated_at) ",
+            );
+            qb.push_values(&recipients, |mut row, r| {
+                row.push(id.to_string())
+                    .push(account.to_string())
+                    .push(r.contact_id.to_string())
+                    .push_bind(r.external_id.as_str())
+                    .push_bind(r.address.as_str())
+                    .push("'queued'")
+                    .push("0")
+                    .push(now.to_string());
+            });
+            outcome.stored += qb
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn campaign_recipients_page(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        after_external_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        let rows: Vec<RecipientRow> = match after_external_id {
+            Some(after) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = ? AND account_id = ? AND external_id > ? \
+                     ORDER BY external_id LIMIT ?"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                     WHERE campaign_id = ? AND account_id = ? ORDER BY external_id LIMIT ?"
+                )))
+                .bind(id)
+                .bind(account)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
     async fn campaign_recipients(
         &self,
         account: AccountId,
@@ -1116,6 +1376,101 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    /// The plan's detail lines for `sql` on a fully migrated database.
+    async fn plan(sql: &str, binds: usize) -> Vec<String> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::from_str("sqlite::memory:").unwrap())
+            .await
+            .unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as(AssertSqlSafe(explain));
+        for _ in 0..binds {
+            query = query.bind(1_i64);
+        }
+        let rows: Vec<(i64, i64, i64, String)> = query.fetch_all(&pool).await.unwrap();
+        rows.into_iter().map(|(.., detail)| detail).collect()
+    }
+
+    #[tokio::test]
+    async fn the_since_reads_seek_their_indexes() {
+        let events = plan(&events_since_sql(), 3).await;
+        assert!(
+            events
+                .iter()
+                .any(|d| d.contains("USING INTEGER PRIMARY KEY (rowid>?)")),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|d| d.contains("TEMP B-TREE")),
+            "{events:?}"
+        );
+        let contacts = plan(&contacts_changed_sql(), 4).await;
+        assert!(
+            contacts
+                .iter()
+                .any(|d| d.contains("USING COVERING INDEX contacts_rev (account_id=? AND rev>?)")),
+            "{contacts:?}"
+        );
+        assert!(
+            !contacts.iter().any(|d| d.starts_with("SCAN")),
+            "{contacts:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn contacts_are_read_by_id_through_the_rowid() {
+        let by_id = plan(&contacts_by_id_sql(ADDRESS_COLUMNS), 2).await;
+        assert!(
+            by_id
+                .iter()
+                .any(|d| d.contains("SEARCH contacts USING INTEGER PRIMARY KEY (rowid=?)")),
+            "{by_id:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn migration_6_gives_existing_contacts_revision_0_and_keeps_their_events() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::from_str("sqlite::memory:")
+                    .unwrap()
+                    .foreign_keys(true),
+            )
+            .await
+            .unwrap();
+        apply(
+            &pool,
+            &[
+                include_str!("../migrations/sqlite/0001_init.sql"),
+                include_str!("../migrations/sqlite/0002_users.sql"),
+                include_str!("../migrations/sqlite/0003_membership_changes.sql"),
+                include_str!("../migrations/sqlite/0004_campaigns.sql"),
+                include_str!("../migrations/sqlite/0005_events_for_ingest.sql"),
+                "INSERT INTO accounts (name, time_zone, created_at) VALUES ('a', 'UTC', 0);
+                 INSERT INTO contacts (account_id, external_id, created_at, updated_at) VALUES (1, 'x', 0, 0);
+                 INSERT INTO events (account_id, contact_id, kind, ts) VALUES (1, 1, 'visit', 10);",
+                include_str!("../migrations/sqlite/0006_replay_since_watermark.sql"),
+            ],
+        )
+        .await;
+        let rev: i64 = sqlx::query_scalar("SELECT rev FROM contacts")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let counter: i64 = sqlx::query_scalar("SELECT contact_rev FROM accounts")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((rev, counter, events), (0, 0, 1));
     }
 
     #[tokio::test]
