@@ -123,7 +123,10 @@ impl SortedKeys {
             }
         }
         let first: (Box<[u8]>, u32) = (prefix.into(), 0);
-        for (k, s) in self.pending.range((Bound::Included(first), Bound::Unbounded)) {
+        for (k, s) in self
+            .pending
+            .range((Bound::Included(first), Bound::Unbounded))
+        {
             if !k.starts_with(prefix) {
                 break;
             }

@@ -8,17 +8,17 @@
 //! reached, so it is marked `failed` ("interrupted") and never tried again: nobody gets a
 //! message twice, at the price of possibly missing the one recipient in flight.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use segmentd_rules::{FieldValue, SegmentId};
+use segmentd_rules::FieldValue;
 use segmentd_store::{
-    Account, AccountId, Campaign, CampaignId, CampaignStatus, Channel, Contact, EmailStatus,
-    NewRecipient, Recipient, RecipientStatus, SmsStatus,
+    Account, AccountId, Campaign, CampaignId, CampaignStatus, Channel, Contact, ContactId,
+    Recipient, RecipientStatus,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -28,8 +28,6 @@ use crate::settings::{DeliverySettings, SmtpTls};
 use crate::state::AppState;
 use crate::tracking::{LinkKind, Signer};
 
-/// Members are read from the index this many at a time.
-const MEMBERS_PAGE: usize = 10_000;
 /// Attempts per recipient (the first and two retries).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// How often due scheduled campaigns are looked for.
@@ -94,59 +92,31 @@ pub struct Excluded {
     pub exclusion_segments: u64,
 }
 
+/// A campaign's audience as of now.
 pub struct Audience {
-    /// Sorted by external id, one per contact.
-    pub recipients: Vec<NewRecipient>,
+    /// How many the message goes to.
+    pub recipients: u64,
     pub excluded: Excluded,
+    /// The recipients' store ids, when asked for (to freeze them).
+    pub ids: Vec<ContactId>,
 }
 
-/// Every member of a saved segment, now.
-async fn all_members(
-    state: &AppState,
-    account: &Account,
-    segment: SegmentId,
-) -> Result<Vec<Contact>, ApiError> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = state
-            .index
-            .members(account, segment, None, after.as_deref(), MEMBERS_PAGE)
-            .await?;
-        let done = page.len() < MEMBERS_PAGE;
-        after = page.last().map(|c| c.external_id.clone());
-        out.extend(page);
-        if done || after.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
-/// The address a contact is reached at on `channel`, or why it cannot be.
-fn address(contact: &Contact, channel: Channel) -> Result<String, fn(&mut Excluded)> {
+fn engine_channel(channel: Channel) -> segmentd_engine::Channel {
     match channel {
-        Channel::Email => match (&contact.email, contact.effective_email_status()) {
-            (Some(email), Some(EmailStatus::Subscribed)) => Ok(email.clone()),
-            (Some(_), Some(EmailStatus::Unsubscribed)) => Err(|e| e.unsubscribed += 1),
-            (Some(_), Some(EmailStatus::Bounced)) => Err(|e| e.bounced += 1),
-            _ => Err(|e| e.no_address += 1),
-        },
-        Channel::Sms => match (&contact.phone, contact.effective_sms_status()) {
-            (Some(phone), Some(SmsStatus::Subscribed)) => Ok(phone.clone()),
-            (Some(_), Some(SmsStatus::Unsubscribed)) => Err(|e| e.unsubscribed += 1),
-            _ => Err(|e| e.no_address += 1),
-        },
-        Channel::Push if contact.push_tokens.is_empty() => Err(|e| e.no_address += 1),
-        Channel::Push => Ok(contact.push_tokens.join(",")),
+        Channel::Email => segmentd_engine::Channel::Email,
+        Channel::Sms => segmentd_engine::Channel::Sms,
+        Channel::Push => segmentd_engine::Channel::Push,
     }
 }
 
 /// The campaign's recipients as of now: members of any target segment, minus members of
-/// any exclusion segment, minus contacts that cannot be reached; one row per contact.
+/// any exclusion segment, minus contacts that cannot be reached; counted from the
+/// index's bit sets (with their ids when `with_ids`), no contact read.
 pub async fn audience(
     state: &AppState,
     account: &Account,
     campaign: &Campaign,
+    with_ids: bool,
 ) -> Result<Audience, ApiError> {
     for (i, id) in campaign
         .targets
@@ -165,63 +135,62 @@ pub async fn audience(
             });
         }
     }
-    let mut targeted: BTreeMap<String, Contact> = BTreeMap::new();
-    for id in &campaign.targets {
-        for c in all_members(state, account, *id).await? {
-            targeted.entry(c.external_id.clone()).or_insert(c);
-        }
-    }
-    let mut excluded_ids: HashSet<String> = HashSet::new();
-    for id in &campaign.exclusions {
-        for c in all_members(state, account, *id).await? {
-            excluded_ids.insert(c.external_id);
-        }
-    }
-    let mut excluded = Excluded::default();
-    let mut recipients = Vec::new();
-    for (external_id, contact) in targeted {
-        if excluded_ids.contains(&external_id) {
-            excluded.exclusion_segments += 1;
-            continue;
-        }
-        match address(&contact, campaign.channel) {
-            Ok(address) => recipients.push(NewRecipient {
-                contact_id: contact.id,
-                external_id,
-                address,
-            }),
-            Err(count) => count(&mut excluded),
-        }
-    }
+    let found = state
+        .index
+        .audience(
+            account,
+            &campaign.targets,
+            &campaign.exclusions,
+            engine_channel(campaign.channel),
+            with_ids,
+        )
+        .await?;
     Ok(Audience {
-        recipients,
-        excluded,
+        recipients: found.count,
+        excluded: Excluded {
+            no_address: found.no_address,
+            unsubscribed: found.unsubscribed,
+            bounced: found.bounced,
+            exclusion_segments: found.exclusion_segments,
+        },
+        ids: found.recipients,
     })
 }
 
 /// Freezes the campaign's recipients now (if it is a draft or scheduled) and starts its
-/// delivery in the background. `false` if it was already frozen.
+/// delivery in the background. `false` if it was already frozen. The recipients go to
+/// the store as ids, read and stored there in chunks in one transaction.
 pub async fn send_now(
     state: &AppState,
     account: &Account,
     campaign: &Campaign,
 ) -> Result<bool, ApiError> {
-    let audience = audience(state, account, campaign).await?;
+    let audience = audience(state, account, campaign, true).await?;
     let excluded = serde_json::to_value(audience.excluded).map_err(ApiError::internal)?;
-    let frozen = state
+    let outcome = state
         .store
-        .freeze_campaign(
+        .freeze_campaign_for(
             account.id,
             campaign.id,
-            &audience.recipients,
+            &audience.ids,
             &excluded,
             state.clock.now(),
         )
         .await?;
-    if frozen {
+    if outcome.skipped() > 0 {
+        // A contact changed between the index's answer and the freeze (unsubscribed,
+        // deleted): the store's check at the freeze wins.
+        tracing::info!(
+            account = account.id,
+            campaign = campaign.id,
+            skipped = outcome.skipped(),
+            "recipients that became unreachable while freezing were left out"
+        );
+    }
+    if outcome.frozen {
         spawn_delivery(state.clone(), account.id, campaign.id);
     }
-    Ok(frozen)
+    Ok(outcome.frozen)
 }
 
 fn spawn_delivery(state: AppState, account: AccountId, id: CampaignId) {

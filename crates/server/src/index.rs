@@ -24,8 +24,7 @@ use segmentd_engine::{
 use segmentd_rules::rule::FieldRef;
 use segmentd_rules::{Clock as RuleClock, ContactData, Rule, SegmentId};
 use segmentd_store::{
-    Account, AccountId, ChangeRecord, Contact, ContactId, EmailStatus, EventBody, SmsStatus, Store,
-    StoreError,
+    Account, AccountId, ChangeRecord, Contact, ContactId, EventBody, Store, StoreError, Unreachable,
 };
 
 use crate::catalog::{load_catalog, parse_saved_rules};
@@ -174,41 +173,23 @@ pub struct Indexes {
 }
 
 pub fn contact_values(c: &Contact) -> ContactValues {
-    let address = |status: Option<Unreachable>, has: bool| match (has, status) {
-        (false, _) => Address::None,
-        (true, None) => Address::Subscribed,
-        (true, Some(Unreachable::Unsubscribed)) => Address::Unsubscribed,
-        (true, Some(Unreachable::Bounced)) => Address::Bounced,
+    // The store's `Contact::address` is the one rule of who a channel reaches.
+    let address = |channel| match c.address(channel) {
+        Ok(_) => Address::Subscribed,
+        Err(Unreachable::Unsubscribed) => Address::Unsubscribed,
+        Err(Unreachable::Bounced) => Address::Bounced,
+        Err(Unreachable::NoAddress) => Address::None,
     };
     ContactValues {
         email: c.email.clone(),
         phone: c.phone.clone(),
         fields: c.fields.clone(),
         channels: Channels {
-            email: address(
-                match c.effective_email_status() {
-                    Some(EmailStatus::Unsubscribed) => Some(Unreachable::Unsubscribed),
-                    Some(EmailStatus::Bounced) => Some(Unreachable::Bounced),
-                    _ => None,
-                },
-                c.email.is_some(),
-            ),
-            sms: address(
-                match c.effective_sms_status() {
-                    Some(SmsStatus::Unsubscribed) => Some(Unreachable::Unsubscribed),
-                    _ => None,
-                },
-                c.phone.is_some(),
-            ),
-            push: !c.push_tokens.is_empty(),
+            email: address(segmentd_store::Channel::Email),
+            sms: address(segmentd_store::Channel::Sms),
+            push: c.address(segmentd_store::Channel::Push).is_ok(),
         },
     }
-}
-
-/// Why an address cannot be sent to.
-enum Unreachable {
-    Unsubscribed,
-    Bounced,
 }
 
 /// A stored event in the engine's form.

@@ -164,6 +164,32 @@ pub struct Recipient {
     pub attempts: u32,
 }
 
+/// How many of a campaign's frozen recipients are in each delivery status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecipientCounts {
+    pub queued: u64,
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+}
+
+impl RecipientCounts {
+    pub fn total(&self) -> u64 {
+        self.queued + self.sending + self.sent + self.failed
+    }
+
+    /// Adds `n` recipients of the status spelled `status`.
+    pub fn add(&mut self, status: &str, n: u64) {
+        match RecipientStatus::parse(status) {
+            Some(RecipientStatus::Queued) => self.queued += n,
+            Some(RecipientStatus::Sending) => self.sending += n,
+            Some(RecipientStatus::Sent) => self.sent += n,
+            Some(RecipientStatus::Failed) => self.failed += n,
+            None => {}
+        }
+    }
+}
+
 /// A campaign the delivery worker must look at: `Sending`, or `Scheduled` and due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CampaignToRun {

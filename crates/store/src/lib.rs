@@ -212,6 +212,16 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredChange>>;
+    /// The account's changes (every segment) logged after `since` (its `change_seq`) and
+    /// after `after` (a `seq`), in log order: what a restart from an index snapshot
+    /// compares its replay with.
+    async fn changes_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>>;
     /// A segment's changes counted per 15-minute bucket, oldest first.
     async fn change_buckets(
         &self,
@@ -269,6 +279,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Recipient>>;
     /// A page of the frozen recipients, sorted by external id, strictly after
     /// `after_external_id`.
+    /// How many frozen recipients are in each status (one grouped count, no rows read
+    /// out).
+    async fn recipient_counts(&self, account: AccountId, id: CampaignId)
+    -> Result<RecipientCounts>;
     async fn campaign_recipients_page(
         &self,
         account: AccountId,

@@ -179,6 +179,8 @@ pub struct Watermark {
     /// The newest event id. Event ids are shared by all accounts: this is a position in
     /// the store's arrival order, not a count of the account's events.
     pub event_id: i64,
+    /// The newest position in the membership change log (shared by all accounts too).
+    pub change_seq: i64,
 }
 
 /// A change to one optional attribute.
@@ -479,11 +481,12 @@ mod tests {
             contact_rev: 7,
             tombstone_seq: 3,
             event_id: 1 << 40,
+            change_seq: 12,
         };
         let text = serde_json::to_string(&w).unwrap_or_default();
         assert_eq!(
             text,
-            r#"{"contact_rev":7,"tombstone_seq":3,"event_id":1099511627776}"#
+            r#"{"contact_rev":7,"tombstone_seq":3,"event_id":1099511627776,"change_seq":12}"#
         );
         assert_eq!(serde_json::from_str::<Watermark>(&text).ok(), Some(w));
     }

@@ -511,18 +511,21 @@ impl Store for PostgresStore {
     async fn watermark(&self, account: AccountId) -> Result<Watermark> {
         // Each maximum is one index seek. The event id is the table's: a value taken
         // after this read is greater than any taken before it, whatever the account.
-        let (contact_rev, tombstone_seq, event_id): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT coalesce(max(rev), 0) FROM contacts WHERE account_id = $1), \
-                    (SELECT coalesce(max(seq), 0) FROM contact_tombstones WHERE account_id = $1), \
-                    (SELECT coalesce(max(id), 0) FROM events)",
-        )
-        .bind(account)
-        .fetch_one(&self.pool)
-        .await?;
+        let (contact_rev, tombstone_seq, event_id, change_seq): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT coalesce(max(rev), 0) FROM contacts WHERE account_id = $1), \
+                        (SELECT coalesce(max(seq), 0) FROM contact_tombstones WHERE account_id = $1), \
+                        (SELECT coalesce(max(id), 0) FROM events), \
+                        (SELECT coalesce(max(seq), 0) FROM membership_changes)",
+            )
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Watermark {
             contact_rev,
             tombstone_seq,
             event_id,
+            change_seq,
         })
     }
 
@@ -864,6 +867,25 @@ impl Store for PostgresStore {
         rows.into_iter().map(ChangeRow::decode).collect()
     }
 
+    async fn changes_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CHANGE_COLUMNS} FROM membership_changes \
+             WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        )))
+        .bind(account)
+        .bind(after.unwrap_or(0).max(since.change_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ChangeRow::decode).collect()
+    }
+
     async fn change_buckets(
         &self,
         account: AccountId,
@@ -1102,6 +1124,26 @@ impl Store for PostgresStore {
             }
         };
         rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn recipient_counts(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<RecipientCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM campaign_recipients \
+             WHERE campaign_id = $1 AND account_id = $2 GROUP BY status",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = RecipientCounts::default();
+        for (status, n) in rows {
+            counts.add(&status, n.max(0) as u64);
+        }
+        Ok(counts)
     }
 
     async fn campaign_recipients(

@@ -662,18 +662,21 @@ impl Store for SqliteStore {
 
     async fn watermark(&self, account: AccountId) -> Result<Watermark> {
         // One statement, so one snapshot: the event id and the deletion log agree.
-        let (contact_rev, tombstone_seq, event_id): (Option<i64>, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT contact_rev FROM accounts WHERE id = ?), \
-                    (SELECT coalesce(max(seq), 0) FROM contact_tombstones), \
-                    (SELECT coalesce(max(id), 0) FROM events)",
-        )
-        .bind(account)
-        .fetch_one(&self.pool)
-        .await?;
+        let (contact_rev, tombstone_seq, event_id, change_seq): (Option<i64>, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT contact_rev FROM accounts WHERE id = ?), \
+                        (SELECT coalesce(max(seq), 0) FROM contact_tombstones), \
+                        (SELECT coalesce(max(id), 0) FROM events), \
+                        (SELECT coalesce(max(seq), 0) FROM membership_changes)",
+            )
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Watermark {
             contact_rev: contact_rev.unwrap_or(0),
             tombstone_seq,
             event_id,
+            change_seq,
         })
     }
 
@@ -1009,6 +1012,25 @@ impl Store for SqliteStore {
         rows.into_iter().map(ChangeRow::decode).collect()
     }
 
+    async fn changes_since(
+        &self,
+        account: AccountId,
+        since: &Watermark,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CHANGE_COLUMNS} FROM membership_changes \
+             WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        )))
+        .bind(account)
+        .bind(after.unwrap_or(0).max(since.change_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ChangeRow::decode).collect()
+    }
+
     async fn change_buckets(
         &self,
         account: AccountId,
@@ -1250,6 +1272,26 @@ impl Store for SqliteStore {
             }
         };
         rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn recipient_counts(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<RecipientCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM campaign_recipients \
+             WHERE account_id = ? AND campaign_id = ? GROUP BY status",
+        )
+        .bind(account)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = RecipientCounts::default();
+        for (status, n) in rows {
+            counts.add(&status, n.max(0) as u64);
+        }
+        Ok(counts)
     }
 
     async fn campaign_recipients(

@@ -85,6 +85,7 @@ conformance!(
     the_since_reads_return_exactly_what_was_written_after_a_watermark,
     events_after_a_watermark_all_come_back_when_deleted_newest_ids_are_given_again,
     a_watermark_on_an_account_that_has_nothing_reads_nothing,
+    the_changes_logged_after_a_watermark_come_back_for_that_account_only,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1802,6 +1803,20 @@ async fn a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept(c
         (list[0].status, list[0].attempts, list[0].reason.as_deref()),
         (RecipientStatus::Sent, 1, None)
     );
+    // Counted by status with one grouped query; the other account's have none.
+    assert_eq!(
+        s.recipient_counts(a.id, c.id).await.unwrap(),
+        RecipientCounts {
+            queued: 0,
+            sending: 0,
+            sent: 1,
+            failed: 1
+        }
+    );
+    assert_eq!(
+        s.recipient_counts(b.id, c.id).await.unwrap(),
+        RecipientCounts::default()
+    );
     assert_eq!(
         (list[1].status, list[1].attempts, list[1].reason.as_deref()),
         (RecipientStatus::Failed, 3, Some("550 no such user"))
@@ -2557,4 +2572,67 @@ async fn a_watermark_on_an_account_that_has_nothing_reads_nothing(ctx: Ctx) {
     assert!(deleted.is_empty());
     assert_eq!(ids(&changed), ["first"]);
     assert_eq!(event_client_ids(&events), [Some("f")]);
+}
+
+async fn the_changes_logged_after_a_watermark_come_back_for_that_account_only(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    let s1 = s
+        .create_segment(a.id, &draft("S1"), ts(0))
+        .await
+        .unwrap()
+        .id;
+    let s2 = s
+        .create_segment(a.id, &draft("S2"), ts(0))
+        .await
+        .unwrap()
+        .id;
+    let other = s.create_segment(b.id, &draft("S"), ts(0)).await.unwrap().id;
+    let change = |segment: i64, contact: i64, entered: bool| ChangeRecord {
+        segment,
+        contact,
+        external_id: format!("c{contact}"),
+        entered,
+        at: ts(1_000 + contact),
+    };
+    s.record_changes(a.id, &[change(s1, 1, true), change(s2, 2, true)])
+        .await
+        .unwrap();
+    let w = s.watermark(a.id).await.unwrap();
+    assert!(
+        s.changes_since(a.id, &w, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.record_changes(a.id, &[change(s1, 1, false), change(s2, 3, true)])
+        .await
+        .unwrap();
+    s.record_changes(b.id, &[change(other, 9, true)])
+        .await
+        .unwrap();
+    s.record_changes(a.id, &[change(s1, 4, true)])
+        .await
+        .unwrap();
+    let all = s.changes_since(a.id, &w, None, 10).await.unwrap();
+    let seen: Vec<ChangeRecord> = all.iter().map(|c| c.change.clone()).collect();
+    assert_eq!(
+        seen,
+        [
+            change(s1, 1, false),
+            change(s2, 3, true),
+            change(s1, 4, true)
+        ],
+        "every segment of the account, in log order, none of the other account's"
+    );
+    // Paged by seq.
+    let first = s.changes_since(a.id, &w, None, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = s
+        .changes_since(a.id, &w, Some(first[1].seq), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].change, change(s1, 4, true));
 }

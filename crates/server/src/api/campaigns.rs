@@ -2,13 +2,16 @@
 //! frozen recipient list with each recipient's delivery status.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use segmentd_rules::{Issue, SegmentId};
 use segmentd_store::{Account, Campaign, CampaignDraft, CampaignId, Channel};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::paging::{Page, into_page, paging};
 use crate::auth::Authenticated;
 use crate::campaigns::{Excluded, audience, send_now};
 use crate::error::{ApiError, ErrorBody};
@@ -125,11 +128,6 @@ pub struct RecipientOut {
     pub status: String,
     pub reason: Option<String>,
     pub attempts: u32,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecipientList {
-    pub items: Vec<RecipientOut>,
 }
 
 async fn parse_campaign(
@@ -300,9 +298,9 @@ pub async fn preview_campaign(
     Path(id): Path<CampaignId>,
 ) -> Result<Json<PreviewOut>, ApiError> {
     let campaign = find(&state, &account, id).await?;
-    let audience = audience(&state, &account, &campaign).await?;
+    let audience = audience(&state, &account, &campaign, false).await?;
     Ok(Json(PreviewOut {
-        recipients: audience.recipients.len() as u64,
+        recipients: audience.recipients,
         excluded: audience.excluded,
     }))
 }
@@ -330,18 +328,28 @@ pub async fn send_campaign(
     ))
 }
 
-/// The frozen recipients with their delivery status, sorted by external id.
+/// The frozen recipients with their delivery status, sorted by external id, a page at a
+/// time.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/recipients", tag = "campaigns",
-    responses((status = 200, body = RecipientList), (status = 404, body = ErrorBody)))]
+    params(("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
+           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, body = Page<RecipientOut>), (status = 404, body = ErrorBody)))]
 pub async fn campaign_recipients(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
     Path(id): Path<CampaignId>,
-) -> Result<Json<RecipientList>, ApiError> {
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Page<RecipientOut>>, ApiError> {
+    let (limit, after) = paging(&query)?;
     find(&state, &account, id).await?;
-    let items = state.store.campaign_recipients(account.id, id).await?;
-    Ok(Json(RecipientList {
-        items: items
+    let rows = state
+        .store
+        .campaign_recipients_page(account.id, id, after.as_deref(), (limit + 1) as u32)
+        .await?;
+    let page = into_page(rows, limit, |r| &r.external_id);
+    Ok(Json(Page {
+        items: page
+            .items
             .into_iter()
             .map(|r| RecipientOut {
                 external_id: r.external_id,
@@ -351,5 +359,6 @@ pub async fn campaign_recipients(
                 attempts: r.attempts,
             })
             .collect(),
+        next_cursor: page.next_cursor,
     }))
 }

@@ -229,14 +229,22 @@ pub async fn show(
         CampaignStatus::Draft | CampaignStatus::Scheduled
     );
     let preview = if unsent {
-        match audience(&state, &s.account, &campaign).await {
-            Ok(a) => Some((a.recipients.len(), a.excluded)),
+        match audience(&state, &s.account, &campaign, false).await {
+            Ok(a) => Some((a.recipients, a.excluded)),
             Err(e) => return e.into_response(),
         }
     } else {
         None
     };
-    let recipients = match state.store.campaign_recipients(s.account.id, id).await {
+    let frozen = async {
+        let counts = state.store.recipient_counts(s.account.id, id).await?;
+        let shown = state
+            .store
+            .campaign_recipients_page(s.account.id, id, None, RECIPIENTS_SHOWN as u32)
+            .await?;
+        Ok::<_, segmentd_store::StoreError>((counts, shown))
+    };
+    let (counts, recipients) = match frozen.await {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -251,12 +259,6 @@ pub async fn show(
             .find(|g| g.id == *sid)
             .map(|g| g.name.clone())
             .unwrap_or_else(|| format!("segment {sid} (deleted)"))
-    };
-    let count = |status: &str| {
-        recipients
-            .iter()
-            .filter(|r| r.status.as_str() == status)
-            .count()
     };
     let channel = match campaign.channel {
         Channel::Email => "E-mail",
@@ -298,13 +300,13 @@ pub async fn show(
             } @else {
                 h2 { "Recipients" }
                 p id="recipient-counts" {
-                    (recipients.len()) " frozen: " (count("sent")) " sent, " (count("failed")) " failed, "
-                    (count("queued") + count("sending")) " waiting"
+                    (counts.total()) " frozen: " (counts.sent) " sent, " (counts.failed) " failed, "
+                    (counts.queued + counts.sending) " waiting"
                 }
                 table id="recipients" {
                     thead { tr { th { "Contact" } th { "Address" } th { "Status" } th { "Reason" } th { "Attempts" } } }
                     tbody {
-                        @for r in recipients.iter().take(RECIPIENTS_SHOWN) {
+                        @for r in &recipients {
                             tr {
                                 td { a href=(format!("/panel/contact?id={}", crate::panel::session::encode(&r.external_id))) { (r.external_id) } }
                                 td { (r.address) }
@@ -315,7 +317,7 @@ pub async fn show(
                         }
                     }
                 }
-                @if recipients.len() > RECIPIENTS_SHOWN {
+                @if counts.total() > RECIPIENTS_SHOWN as u64 {
                     p { "The first " (RECIPIENTS_SHOWN) " are shown; " code { "GET /api/v1/campaigns/" (id) "/recipients" } " has them all." }
                 }
             }
