@@ -47,6 +47,25 @@ struct Queue {
     heap: BinaryHeap<Reverse<u64>>,
 }
 
+impl Queue {
+    /// Pushes an entry, growing the heap by an eighth when full rather than doubling
+    /// it: a heap stays about as long as it is (each fired entry re-arms at most once),
+    /// so doubling would hold up to twice its memory for nothing.
+    fn push(&mut self, entry: Reverse<u64>) {
+        if self.heap.len() == self.heap.capacity() {
+            self.heap.reserve_exact(self.heap.len() / 8 + 64);
+        }
+        self.heap.push(entry);
+    }
+
+    /// Gives back spare capacity beyond a sixteenth of the length (room for the next
+    /// pushes without a reallocation of the whole heap).
+    fn shrink(&mut self) {
+        self.heap
+            .shrink_to(self.heap.len() + self.heap.len() / 16 + 64);
+    }
+}
+
 /// What changed for one contact on one stream as the clock moved forward.
 #[derive(Debug, Clone, Copy)]
 pub struct Fired {
@@ -169,10 +188,12 @@ impl Timers {
                 .map(|(slot, &s)| Timers::entry(s, slot as u32))
                 .collect();
         }
-        Queue {
+        let mut queue = Queue {
             lengths,
             heap: BinaryHeap::from(entries),
-        }
+        };
+        queue.shrink();
+        queue
     }
 
     /// The first instant after `now` at which an event at `ts` on `key` changes what a
@@ -203,7 +224,7 @@ impl Timers {
         // is harmless: both fire together).
         let next = next_after(stream, &q.lengths, slot, now);
         if next.is_none_or(|n| first <= n) {
-            q.heap.push(Timers::entry(second, slot));
+            q.push(Timers::entry(second, slot));
         }
     }
 
@@ -241,7 +262,7 @@ impl Timers {
                 }
                 let (entered, left, next) = changes(stream, &queue.lengths, slot, f0, f1);
                 if let Some(t) = next {
-                    queue.heap.push(Timers::entry(second(t), slot));
+                    queue.push(Timers::entry(second(t), slot));
                 }
                 if entered || left != 0 {
                     out.push(Fired {
@@ -265,7 +286,7 @@ impl Timers {
     /// Gives back the heaps' spare capacity (when idle).
     pub fn shrink(&mut self) {
         for (_, q) in &mut self.queues {
-            q.heap.shrink_to_fit();
+            q.shrink();
         }
     }
 
