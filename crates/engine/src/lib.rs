@@ -485,11 +485,12 @@ impl Index {
             let keys: Vec<&StreamKey> = run.iter().map(|(_, k, _)| k).collect();
             let readers = self.segments.readers_of_streams(&keys);
             changes.extend(self.redecide(run[0].0, &readers));
-        }
-        for (slot, key, first) in &touched {
-            if *first != i64::MAX {
-                let stream = key.stream(&self.events);
-                self.timers.arm_added(key, stream, *slot, *first, now);
+            // Right after the re-decision, which has just read the same events.
+            for (slot, key, first) in run {
+                if *first != i64::MAX {
+                    let stream = key.stream(&self.events);
+                    self.timers.arm_added(key, stream, *slot, *first, now);
+                }
             }
         }
         changes
