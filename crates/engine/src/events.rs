@@ -517,6 +517,40 @@ impl Stream {
         }
     }
 
+    /// Calls `f(slot, ts)` for every event with `lo <= ts < hi`: one linear pass over the
+    /// runs that window overlaps, then the tail.
+    pub fn for_each_in(&self, lo: i64, hi: i64, mut f: impl FnMut(u32, i64)) {
+        for r in self.runs.iter().filter(|r| r.overlaps(lo, hi)) {
+            let slots = r.slot.slices(0, r.len());
+            match &r.ts {
+                Times::Narrow { base, off } => {
+                    for (s, t) in slots.zip(off.slices(0, r.len())) {
+                        for (&s, &t) in s.iter().zip(t) {
+                            let t = base + i64::from(t);
+                            if lo <= t && t < hi {
+                                f(s, t);
+                            }
+                        }
+                    }
+                }
+                Times::Wide(ts) => {
+                    for (s, t) in slots.zip(ts.slices(0, r.len())) {
+                        for (&s, &t) in s.iter().zip(t) {
+                            if lo <= t && t < hi {
+                                f(s, t);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for e in &self.tail {
+            if lo <= e.ts && e.ts < hi {
+                f(e.slot, e.ts);
+            }
+        }
+    }
+
     /// Adds to `counts[slot]` the number of the slot's events with `lo <= ts < hi` that
     /// pass `pass(payload)`. One linear pass over the runs the window overlaps; slots
     /// past `counts.len()` are skipped. `CHEAP`: `pass` is cheap enough to run on every

@@ -10,7 +10,8 @@
 //! - Saved segments keep a membership bitmap; a write re-decides only the contacts it
 //!   touched for only the segments that read what it changed, in dependency order, and
 //!   returns the [`MembershipChange`]s. Time moves membership too: [`Index::refresh`]
-//!   re-evaluates the time-relative segments.
+//!   re-decides the contacts whose events enter or leave a condition as `now` moves
+//!   (`timers.rs`), and re-evaluates segments with relative dates when the day changes.
 //!
 //! The reference evaluator (`segmentd_rules::eval`) is the oracle: every result here
 //! equals what it decides contact by contact. No I/O, no clock reads.
@@ -27,6 +28,7 @@ mod order;
 mod reach;
 mod search;
 mod segments;
+mod timers;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,6 +51,7 @@ use crate::order::ExternalOrder;
 use crate::reach::Reach;
 use crate::search::SortedKeys;
 use crate::segments::{Segments, StreamKey};
+use crate::timers::Timers;
 
 /// Out-of-order store ids wait in a map until this many (or an eighth of the sorted
 /// ones) are merged into the sorted ids. (Debug builds, i.e. the tests, merge often.)
@@ -117,7 +120,23 @@ pub struct MemoryReport {
     pub fields: usize,
     pub events: usize,
     pub segments: usize,
+    /// The timers of rolling windows and events dated ahead of the clock.
+    pub timers: usize,
     pub total: usize,
+}
+
+/// What [`Index::refresh`] did last time, and what the timers hold now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshStats {
+    /// Contacts re-decided because one of their events entered or left a condition.
+    pub redecided: usize,
+    /// Timer entries that came due (a contact may have several, or none that changed).
+    pub fired: usize,
+    /// Saved segments re-evaluated whole (a new day for relative dates and
+    /// anniversaries, or a clock moved back).
+    pub reevaluated: usize,
+    /// Timer entries pending now.
+    pub pending: usize,
 }
 
 /// The in-memory index of one account.
@@ -151,6 +170,9 @@ pub struct Index {
     by_external_id: SortedKeys,
     by_email: SortedKeys,
     by_phone: SortedKeys,
+    /// When time alone changes a contact's behaviour conditions.
+    timers: Timers,
+    last_refresh: RefreshStats,
 }
 
 impl Index {
@@ -158,7 +180,7 @@ impl Index {
     /// [`Index::refresh`].
     pub fn new(clock: Clock) -> Self {
         Index {
-            clock,
+            clock: clock.clone(),
             store_ids: Chunked::new(),
             ascending: 0,
             sorted_ids: Vec::new(),
@@ -175,6 +197,8 @@ impl Index {
             by_external_id: SortedKeys::default(),
             by_email: SortedKeys::default(),
             by_phone: SortedKeys::default(),
+            timers: Timers::new(ms_floor(clock.now)),
+            last_refresh: RefreshStats::default(),
         }
     }
 
@@ -490,8 +514,10 @@ impl Index {
         &mut self,
         events: impl IntoIterator<Item = (i64, &'e Event)>,
     ) -> Vec<MembershipChange> {
-        // (slot, stream) pairs read by some saved segment.
-        let mut touched: Vec<(u32, StreamKey)> = Vec::new();
+        let now = ms_floor(self.clock.now);
+        // (slot, stream, the earliest instant after `now` at which one of the new events
+        // changes a condition, `i64::MAX` for none) for streams read by saved segments.
+        let mut touched: Vec<(u32, StreamKey, i64)> = Vec::new();
         for (contact, event) in events {
             let Some(slot) = self.slot_of(contact) else {
                 continue;
@@ -508,37 +534,49 @@ impl Index {
                     continue;
                 }
             }
-            let key = match event {
+            let (key, ts) = match event {
                 Event::System(e) => {
+                    let ts = ms_floor(e.timestamp);
                     let payload = self.events.campaign_code(e.campaign.as_deref());
                     self.tallies.campaign(payload, true);
-                    self.events.system[e.kind as usize].push(slot, ms_floor(e.timestamp), payload);
-                    StreamKey::System(e.kind as u8)
+                    self.events.system[e.kind as usize].push(slot, ts, payload);
+                    (StreamKey::System(e.kind as u8), ts)
                 }
                 Event::Custom(e) => {
+                    let ts = ms_floor(e.timestamp);
                     let stream = self.events.custom.entry(e.name.clone()).or_default();
                     let record = stream.props.add(&mut self.events.properties, &e.properties);
-                    stream.push(slot, ms_floor(e.timestamp), record);
-                    StreamKey::Custom(e.name.clone())
+                    stream.push(slot, ts, record);
+                    (StreamKey::Custom(e.name.clone()), ts)
                 }
                 Event::Visit(v) => {
+                    let ts = ms_floor(v.timestamp);
                     let code = self.events.urls.intern(&events::lower(&v.url));
-                    self.events.visits.push(slot, ms_floor(v.timestamp), code);
+                    self.events.visits.push(slot, ts, code);
                     self.tallies.visit(code, &self.events.urls, true);
-                    StreamKey::Visits
+                    (StreamKey::Visits, ts)
                 }
             };
             if self.segments.reads_stream(&key) {
-                touched.push((slot, key));
+                let first = self.timers.first_change(&key, ts, now);
+                touched.push((slot, key, first.unwrap_or(i64::MAX)));
             }
         }
         let mut changes = Vec::new();
+        // Sorted, each (slot, stream) once with its earliest instant.
         touched.sort_unstable();
-        touched.dedup();
+        touched.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
         for run in touched.chunk_by(|a, b| a.0 == b.0) {
-            let keys: Vec<&StreamKey> = run.iter().map(|(_, k)| k).collect();
+            let keys: Vec<&StreamKey> = run.iter().map(|(_, k, _)| k).collect();
             let readers = self.segments.readers_of_streams(&keys);
             changes.extend(self.redecide(run[0].0, &readers));
+            // Right after the re-decision, which has just read the same events.
+            for (slot, key, first) in run {
+                if *first != i64::MAX {
+                    let stream = key.stream(&self.events);
+                    self.timers.arm_added(key, stream, *slot, *first, now);
+                }
+            }
         }
         changes
     }
@@ -561,6 +599,7 @@ impl Index {
         rule: Rule,
     ) -> Result<Vec<MembershipChange>, EngineError> {
         self.segments.set(id, rule)?;
+        self.sync_timers();
         let affected = self.segments.with_dependents(&[id]);
         Ok(self.reevaluate(&affected))
     }
@@ -571,6 +610,7 @@ impl Index {
         let Some(old) = self.segments.remove(id) else {
             return Vec::new();
         };
+        self.sync_timers();
         let mut changes: Vec<MembershipChange> = old
             .members
             .iter()
@@ -586,13 +626,73 @@ impl Index {
         changes
     }
 
-    /// Moves the index's clock to `clock` and re-evaluates the segments whose
-    /// membership can change with time alone: rolling windows, relative dates and
-    /// anniversaries, and behaviour over events dated between the two clocks (plus the
-    /// segments that refer to them).
+    /// Moves the index's clock to `clock` and updates the membership that time alone
+    /// changes: the contacts whose events enter a condition (dated after the old clock)
+    /// or leave a rolling window are re-decided, for the segments reading those windows
+    /// and the segments referring to them (`timers.rs`); on a new day, segments with
+    /// relative dates or anniversaries (and those referring to them) are re-evaluated
+    /// whole. A clock moved back re-evaluates every time-dependent segment instead.
     pub fn refresh(&mut self, clock: &Clock) -> Vec<MembershipChange> {
         let old = std::mem::replace(&mut self.clock, clock.clone());
-        let now_moved = old.now != clock.now;
+        let (f0, f1) = (ms_floor(old.now), ms_floor(clock.now));
+        if f1 < f0 {
+            return self.refresh_backwards(&old);
+        }
+        // The one step that costs a pass over the contacts, once a day: relative dates
+        // and anniversaries move for everyone at once when the day changes.
+        let whole = if old.today != clock.today {
+            self.segments.moved_by_today()
+        } else {
+            Vec::new()
+        };
+        let mut stats = RefreshStats::default();
+        let mut changes = Vec::new();
+        if f1 > f0 {
+            let (fired, popped) = self.timers.fire(&self.events, &self.alive, f0, f1);
+            stats.fired = popped;
+            for group in fired.chunk_by(|a, b| a.slot == b.slot) {
+                let mut readers: Vec<SegmentId> = Vec::new();
+                for f in group {
+                    let (key, lengths) = self.timers.key(f.queue);
+                    if f.entered {
+                        readers.extend_from_slice(self.segments.readers_of_stream(key));
+                        continue;
+                    }
+                    for (i, &length) in lengths.iter().enumerate().take(64) {
+                        if f.left & (1 << i) != 0 {
+                            readers.extend_from_slice(self.segments.readers_of_window(key, length));
+                        }
+                    }
+                }
+                self.segments.in_order(&mut readers);
+                // Segments re-evaluated whole below need no contact-by-contact pass.
+                readers.retain(|id| !whole.contains(id));
+                if !readers.is_empty() {
+                    stats.redecided += 1;
+                    changes.extend(self.redecide(group[0].slot, &readers));
+                }
+            }
+            if self.timers.needs_rebase(f1) {
+                self.timers
+                    .rebuild(self.segments.timer_keys(), &self.events, &self.alive, f1);
+            }
+        }
+        if !whole.is_empty() {
+            stats.reevaluated = whole.len();
+            changes.extend(self.reevaluate(&whole));
+        }
+        stats.pending = self.timers.pending();
+        self.last_refresh = stats;
+        changes
+    }
+
+    /// The clock moved back (only tests do that): re-evaluates every segment whose
+    /// membership can move with time (rolling windows, relative dates and anniversaries
+    /// when the day changed, behaviour over events dated between the two clocks, and the
+    /// segments referring to them), then rebuilds the timers at the new clock. Correct,
+    /// not fast.
+    fn refresh_backwards(&mut self, old: &Clock) -> Vec<MembershipChange> {
+        let clock = self.clock.clone();
         let today_moved = old.today != clock.today;
         let earliest = ms_floor(old.now.min(clock.now));
         let events = &self.events;
@@ -601,21 +701,45 @@ impl Index {
             .saved
             .iter()
             .filter(|(_, s)| {
-                (now_moved && s.time.rolling_now)
+                s.time.rolling_now
                     || (today_moved && s.time.rolling_today)
-                    || (now_moved
-                        && s.reads
-                            .streams
-                            .iter()
-                            .any(|k| k.stream(events).is_some_and(|st| st.max_ts > earliest)))
+                    || s.reads
+                        .streams
+                        .iter()
+                        .any(|k| k.stream(events).is_some_and(|st| st.max_ts > earliest))
             })
             .map(|(id, _)| *id)
             .collect();
-        if stale.is_empty() {
-            return Vec::new();
-        }
         let affected = self.segments.with_dependents(&stale);
-        self.reevaluate(&affected)
+        let changes = self.reevaluate(&affected);
+        self.timers.rebuild(
+            self.segments.timer_keys(),
+            &self.events,
+            &self.alive,
+            ms_floor(clock.now),
+        );
+        self.last_refresh = RefreshStats {
+            reevaluated: affected.len(),
+            pending: self.timers.pending(),
+            ..RefreshStats::default()
+        };
+        changes
+    }
+
+    /// What the last [`Index::refresh`] did, and the timer entries pending now.
+    pub fn refresh_stats(&self) -> RefreshStats {
+        RefreshStats {
+            pending: self.timers.pending(),
+            ..self.last_refresh
+        }
+    }
+
+    /// Brings the timers in line with what saved segments read (after a segment is
+    /// saved or removed).
+    fn sync_timers(&mut self) {
+        let now = ms_floor(self.clock.now);
+        self.timers
+            .sync(self.segments.timer_keys(), &self.events, &self.alive, now);
     }
 
     /// Merges pending appends (event tails, new external ids) into their sorted forms.
@@ -632,6 +756,7 @@ impl Index {
         self.events.release();
         self.compact_search();
         self.reach.shrink();
+        self.timers.shrink();
     }
 
     /// Heap bytes held by the index.
@@ -648,12 +773,14 @@ impl Index {
         let fields = self.fields.values().map(Field::heap_bytes).sum::<usize>();
         let events = self.events.heap_bytes() + self.tallies.heap_bytes();
         let segments = self.segments.heap_bytes();
+        let timers = self.timers.heap_bytes();
         MemoryReport {
             contacts,
             fields,
             events,
             segments,
-            total: contacts + fields + events + segments,
+            timers,
+            total: contacts + fields + events + segments + timers,
         }
     }
 

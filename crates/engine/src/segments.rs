@@ -1,7 +1,8 @@
 //! Saved segments: rules, maintained membership, what each rule reads (the inverted map
-//! from field / event stream to segments) and the dependency order of references.
+//! from field / event stream / rolling window to segments) and the dependency order of
+//! references.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use roaring::RoaringBitmap;
 use segmentd_rules::rule::{
@@ -11,6 +12,9 @@ use segmentd_rules::rule::{
 
 use crate::EngineError;
 use crate::events::{Events, Stream};
+
+/// A day in milliseconds: a `last_days: N` window is `N × DAY_MS` long.
+pub const DAY_MS: i64 = 86_400_000;
 
 /// An event stream a rule can read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +48,8 @@ impl StreamKey {
 pub struct Reads {
     pub fields: BTreeSet<FieldRef>,
     pub streams: BTreeSet<StreamKey>,
+    /// Rolling windows: (stream, window length in ms) of each `last_days` condition.
+    pub windows: BTreeSet<(StreamKey, i64)>,
     pub segments: BTreeSet<SegmentId>,
 }
 
@@ -84,7 +90,12 @@ fn analyse(rule: &Rule) -> (Reads, TimeDeps) {
         }
         Rule::Behaviour(b) => {
             reads.streams.insert(StreamKey::of(b));
-            time.rolling_now |= matches!(b.within, Some(Window::LastDays(_)));
+            if let Some(Window::LastDays(days)) = b.within {
+                reads
+                    .windows
+                    .insert((StreamKey::of(b), i64::from(days) * DAY_MS));
+                time.rolling_now = true;
+            }
         }
         Rule::Segment(s) => {
             reads.segments.insert(s.segment);
@@ -104,6 +115,13 @@ pub struct Segments {
     by_stream: HashMap<StreamKey, Vec<SegmentId>>,
     /// Per stream: its readers and the segments referring to them, in dependency order.
     stream_readers: HashMap<StreamKey, Vec<SegmentId>>,
+    /// Per rolling window (stream, length in ms): the segments with such a `last_days`
+    /// condition and the segments referring to them, in dependency order.
+    window_readers: HashMap<StreamKey, BTreeMap<i64, Vec<SegmentId>>>,
+    /// What the timers must watch: every stream some saved segment reads (its events
+    /// enter every condition on it when `now` reaches them), with the lengths of the
+    /// rolling windows read on it and how many saved segments read each.
+    timer_keys: BTreeMap<StreamKey, BTreeMap<i64, usize>>,
     /// Segment → the saved segments whose rules refer to it directly.
     dependents: HashMap<SegmentId, Vec<SegmentId>>,
 }
@@ -155,6 +173,8 @@ impl Segments {
         self.by_field.clear();
         self.by_stream.clear();
         self.dependents.clear();
+        self.timer_keys.clear();
+        let mut by_window: HashMap<(StreamKey, i64), Vec<SegmentId>> = HashMap::new();
         let mut ids: Vec<SegmentId> = self.saved.keys().copied().collect();
         ids.sort_unstable();
         for &id in &ids {
@@ -164,6 +184,16 @@ impl Segments {
             }
             for k in &s.reads.streams {
                 self.by_stream.entry(k.clone()).or_default().push(id);
+                self.timer_keys.entry(k.clone()).or_default();
+            }
+            for w in &s.reads.windows {
+                by_window.entry(w.clone()).or_default().push(id);
+                *self
+                    .timer_keys
+                    .entry(w.0.clone())
+                    .or_default()
+                    .entry(w.1)
+                    .or_default() += 1;
             }
             for r in &s.reads.segments {
                 self.dependents.entry(*r).or_default().push(id);
@@ -195,6 +225,14 @@ impl Segments {
             .iter()
             .map(|(k, direct)| (k.clone(), self.with_dependents(direct)))
             .collect();
+        self.window_readers.clear();
+        for ((key, length), direct) in by_window {
+            let readers = self.with_dependents(&direct);
+            self.window_readers
+                .entry(key)
+                .or_default()
+                .insert(length, readers);
+        }
     }
 
     /// `ids` and every saved segment referring to them, directly or not, in dependency
@@ -230,6 +268,12 @@ impl Segments {
         self.with_dependents(&direct)
     }
 
+    /// The segments reading `key`, with the segments referring to them, in dependency
+    /// order.
+    pub fn readers_of_stream(&self, key: &StreamKey) -> &[SegmentId] {
+        self.stream_readers.get(key).map_or(&[], Vec::as_slice)
+    }
+
     pub fn reads_stream(&self, key: &StreamKey) -> bool {
         self.by_stream.contains_key(key)
     }
@@ -248,6 +292,42 @@ impl Segments {
             out.dedup();
         }
         out
+    }
+
+    /// The segments reading a rolling window of `length` ms on `key`, with the segments
+    /// referring to them, in dependency order.
+    pub fn readers_of_window(&self, key: &StreamKey, length: i64) -> &[SegmentId] {
+        self.window_readers
+            .get(key)
+            .and_then(|w| w.get(&length))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Every stream saved segments read, with the rolling window lengths (ms) read on it
+    /// and how many saved segments read each.
+    pub fn timer_keys(&self) -> &BTreeMap<StreamKey, BTreeMap<i64, usize>> {
+        &self.timer_keys
+    }
+
+    /// The saved segments whose rules use relative dates or anniversaries, with the
+    /// segments referring to them, in dependency order: what a new day changes.
+    pub fn moved_by_today(&self) -> Vec<SegmentId> {
+        let direct: Vec<SegmentId> = self
+            .saved
+            .iter()
+            .filter(|(_, s)| s.time.rolling_today)
+            .map(|(id, _)| *id)
+            .collect();
+        if direct.is_empty() {
+            return direct;
+        }
+        self.with_dependents(&direct)
+    }
+
+    /// Puts `ids` in dependency order, each once.
+    pub fn in_order(&self, ids: &mut Vec<SegmentId>) {
+        ids.sort_unstable_by_key(|s| self.rank.get(s).copied().unwrap_or(usize::MAX));
+        ids.dedup();
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -9,6 +9,13 @@
 //! the count of the saved segment, an ad-hoc evaluation, the first page of 100 members
 //! and the reference evaluator on a sample, scaled; then the index build time, ingest
 //! with membership upkeep, single event → membership change latency and memory.
+//!
+//! Then time alone: 50 more saved segments that move with time (rolling windows of 1 to
+//! 90 days on every stream, some with filters, counts or `not_occurred`, relative dates,
+//! anniversaries and references to them) and a few events dated ahead of the clock;
+//! the clock advances in steps of 1 s, 5 s, 1 min and 1 h, and each `refresh` is timed
+//! with the contacts it re-decided, beside what the old refresh cost (every
+//! time-dependent segment evaluated whole) and the first refresh of a new day.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -302,6 +309,94 @@ fn workloads() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The first id of the refresh workload's segments.
+const TIME_BASE_ID: SegmentId = 101;
+
+/// The refresh workload: 50 segments that move with time. 40 rolling windows (each
+/// stream × 1, 7, 30, 60, 90 days, cycling through plain, `min_count: 2`,
+/// `not_occurred`, a filter and `max_count`), 5 relative-date or anniversary field
+/// conditions, and 5 combinations, some referring to the others.
+fn time_workloads() -> Vec<Value> {
+    let sources: [Value; 8] = [
+        json!({"system_event": "MailOpen"}),
+        json!({"system_event": "MailClick"}),
+        json!({"system_event": "SmsClick"}),
+        json!({"system_event": "PushClick"}),
+        json!({"custom_event": "purchase"}),
+        json!({"custom_event": "add_to_cart"}),
+        json!({"custom_event": "signup"}),
+        json!({}),
+    ];
+    let mut out = Vec::new();
+    for (k, source) in sources.iter().enumerate() {
+        for (w, days) in [1, 7, 30, 60, 90].into_iter().enumerate() {
+            let mut c = source.as_object().cloned().unwrap_or_default();
+            c.insert("op".into(), json!("occurred"));
+            c.insert("within".into(), json!({"last_days": days}));
+            match (k * 5 + w) % 5 {
+                1 => {
+                    c.insert("min_count".into(), json!(2));
+                }
+                2 => {
+                    c.insert("op".into(), json!("not_occurred"));
+                }
+                3 => {
+                    if c.contains_key("system_event") {
+                        c.insert("campaign".into(), json!("camp-3"));
+                    } else if c.contains_key("custom_event") {
+                        c.insert(
+                            "where".into(),
+                            json!([{"property": "amount", "op": "greater_than", "value": 50}]),
+                        );
+                    } else {
+                        c.insert(
+                            "visit_url".into(),
+                            json!({"op": "contains", "value": "/pricing"}),
+                        );
+                    }
+                }
+                4 => {
+                    c.insert("max_count".into(), json!(3));
+                }
+                _ => {}
+            }
+            out.push(Value::Object(c));
+        }
+    }
+    out.extend([
+        json!({"field": "signup", "op": "after", "value": {"relative_days": -30}}),
+        json!({"field": "last_purchase", "op": "between",
+               "value": [{"relative_days": -90}, {"relative_days": -1}]}),
+        json!({"field": "birthday", "op": "anniversary_within", "value": 7}),
+        json!({"all": [
+            {"field": "signup", "op": "before", "value": {"relative_days": -365}},
+            {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}}
+        ]}),
+        json!({"field": "last_purchase", "op": "equals", "value": {"relative_days": -1}}),
+        json!({"all": [
+            {"segment": TIME_BASE_ID, "op": "in"},
+            {"segment": TIME_BASE_ID + 2, "op": "not_in"}
+        ]}),
+        json!({"any": [
+            {"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred",
+             "within": {"last_days": 1}},
+            {"custom_event": "purchase", "op": "occurred", "within": {"last_days": 30},
+             "where": [{"property": "amount", "op": "greater_than", "value": 100}]}
+        ]}),
+        json!({"not": {"system_event": "MailClick", "op": "occurred",
+                       "within": {"last_days": 60}}}),
+        json!({"all": [
+            {"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
+            {"segment": TIME_BASE_ID + 40, "op": "in"}
+        ]}),
+        json!({"all": [
+            {"segment": TIME_BASE_ID + 43, "op": "in"},
+            {"system_event": "PushClick", "op": "occurred", "within": {"last_days": 7}}
+        ]}),
+    ]);
+    out
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -573,5 +668,186 @@ fn main() {
     println!(
         "| memory per contact, RSS delta | {:.0} B |",
         rss_after.saturating_sub(rss_before) as f64 / n.max(1) as f64
+    );
+
+    refresh_workload(&mut index, &args, &catalog, &rules);
+}
+
+/// Time alone: saves the refresh workload's segments, adds events dated ahead of the
+/// clock, then advances the clock step by step, timing each refresh.
+fn refresh_workload(index: &mut Index, args: &Args, catalog: &Catalog, first: &[(&str, Rule)]) {
+    let n = args.contacts;
+    let mut catalog = catalog.clone();
+    let mut time_rules: Vec<(SegmentId, Rule)> = Vec::new();
+    for (i, json) in time_workloads().into_iter().enumerate() {
+        let id = TIME_BASE_ID + i as SegmentId;
+        match parse_rule(&json, "rule", &catalog, Some(id)) {
+            Ok(r) => {
+                let mut refers = Vec::new();
+                r.visit(&mut |x| {
+                    if let Rule::Segment(s) = x {
+                        refers.push(s.segment);
+                    }
+                });
+                catalog.segments.insert(id, refers);
+                time_rules.push((id, r));
+            }
+            Err(issues) => {
+                eprintln!("bad refresh workload rule {json}: {issues:?}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let t = Instant::now();
+    for (id, rule) in &time_rules {
+        if let Err(e) = index.set_segment(*id, rule.clone()) {
+            eprintln!("{e}");
+        }
+    }
+    let saved = t.elapsed();
+    // A few events dated ahead of the clock (1 % of the contacts, within two hours):
+    // they enter every condition on their stream when the clock reaches them.
+    let mut rng = Rng(args.seed ^ 0xC10C);
+    let ahead: Vec<(i64, Event)> = (0..n / 100)
+        .map(|_| {
+            let c = rng.below(n as u64) as i64;
+            let ts = now() + SignedDuration::from_millis(rng.below(7_200_000) as i64);
+            let e = Event::Visit(Visit {
+                id: None,
+                url: "https://shop.example.com/pricing?ref=ahead".into(),
+                timestamp: ts,
+            });
+            (c, e)
+        })
+        .collect();
+    index.add_events(ahead.iter().map(|(c, e)| (*c, e)));
+    index.compact();
+    let mem = index.memory();
+    let pending = index.refresh_stats().pending;
+
+    // What the old refresh did at every tick: each time-dependent segment (these and
+    // the first five, all of which move with time) evaluated whole.
+    let other = Clock::new(now() + SignedDuration::from_millis(1), &TimeZone::UTC);
+    let all_rules: Vec<&Rule> = time_rules
+        .iter()
+        .map(|(_, r)| r)
+        .chain(first.iter().map(|(_, r)| r))
+        .collect();
+    let (whole50, _) = time(3, || {
+        all_rules
+            .iter()
+            .map(|r| index.evaluate_bits(r, &other).count())
+            .sum::<u64>()
+    });
+
+    println!();
+    println!(
+        "Time alone: {} time-dependent segments ({} saved now, {} pending timer entries, {:.2} per contact), {} events dated ahead",
+        all_rules.len(),
+        first.len() + time_rules.len(),
+        pending,
+        pending as f64 / n.max(1) as f64,
+        ahead.len()
+    );
+    println!();
+    println!(
+        "| refresh step | refreshes | time per refresh (median / p99) | contacts re-decided per refresh (median / max) | membership changes |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let mut at = now();
+    for (label, step, count) in [
+        ("1 s", 1_000i64, 300usize),
+        ("5 s", 5_000, 300),
+        ("1 min", 60_000, 120),
+        ("1 h", 3_600_000, 8),
+    ] {
+        let mut took = Vec::with_capacity(count);
+        let mut redecided = Vec::with_capacity(count);
+        let mut changes = 0usize;
+        for _ in 0..count {
+            at += SignedDuration::from_millis(step);
+            let clock = Clock::new(at, &TimeZone::UTC);
+            let t = Instant::now();
+            changes += index.refresh(&clock).len();
+            took.push(t.elapsed());
+            redecided.push(index.refresh_stats().redecided);
+        }
+        let (m, p) = stats(took);
+        redecided.sort_unstable();
+        println!(
+            "| {label} | {count} | {} / {} | {} / {} | {changes} |",
+            fmt(m),
+            fmt(p),
+            redecided[redecided.len() / 2],
+            redecided.last().copied().unwrap_or(0)
+        );
+    }
+    // The first refresh of the next day, a millisecond after the last one of the day
+    // before: relative dates and anniversaries re-evaluate their segments whole.
+    let midnight =
+        Timestamp::from_second((at.as_second().div_euclid(86_400) + 1) * 86_400).unwrap_or(at);
+    index.refresh(&Clock::new(
+        midnight - SignedDuration::from_millis(1),
+        &TimeZone::UTC,
+    ));
+    at = midnight;
+    let t = Instant::now();
+    let day_changes = index.refresh(&Clock::new(at, &TimeZone::UTC)).len();
+    let new_day = t.elapsed();
+    let day_stats = index.refresh_stats();
+
+    let steady = index.memory();
+
+    // Maintained membership against an evaluation from scratch at the final clock.
+    let clock = index.clock().clone();
+    let mut wrong = 0;
+    for (id, rule) in time_rules.iter().map(|(id, r)| (*id, r)).chain(
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r))| (i as SegmentId + 1, r)),
+    ) {
+        if index.membership(id) != Some(&index.evaluate_fresh(rule, &clock)) {
+            wrong += 1;
+        }
+    }
+
+    println!();
+    println!("| figure | value |");
+    println!("| --- | ---: |");
+    println!(
+        "| {} segments saved (each evaluated whole, timers built from the streams) | {} |",
+        time_rules.len(),
+        fmt(saved)
+    );
+    println!(
+        "| old refresh: every time-dependent segment evaluated whole ({}) | {} |",
+        all_rules.len(),
+        fmt(whole50)
+    );
+    println!(
+        "| first refresh of a new day ({} segments re-evaluated whole, {} contacts re-decided, {day_changes} changes) | {} |",
+        day_stats.reevaluated,
+        day_stats.redecided,
+        fmt(new_day)
+    );
+    println!(
+        "| timers, computed heap per contact, when saved ({pending} entries pending) / after the steps ({} pending) | {:.1} / {:.1} B |",
+        index.refresh_stats().pending,
+        mem.timers as f64 / n.max(1) as f64,
+        steady.timers as f64 / n.max(1) as f64
+    );
+    println!(
+        "| memory per contact, computed heap, with {} saved segments and their timers | {:.0} B |",
+        first.len() + time_rules.len(),
+        mem.total as f64 / n.max(1) as f64
+    );
+    println!(
+        "| maintained membership equal to evaluation from scratch after the steps | {} |",
+        if wrong == 0 {
+            "yes".to_owned()
+        } else {
+            format!("NO: {wrong} segments differ")
+        }
     );
 }
