@@ -7,7 +7,7 @@ use roaring::RoaringBitmap;
 
 use crate::chunked::{BLOCK, Chunked};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bits {
     words: Vec<u64>,
     len: usize,

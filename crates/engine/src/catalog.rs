@@ -18,7 +18,7 @@ use crate::fields::TextColumn;
 const MAX_COUNTED_VALUES: usize = 10_000;
 
 /// How many values of one property path hold each type, and its text values' counts.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PropTally {
     /// By type tag (`TAG_TEXT`…`TAG_OTHER`).
     types: [u64; 5],
@@ -92,7 +92,7 @@ impl PropTally {
 }
 
 /// Live counts of what the builder lists, by code of the index's dictionaries.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Tallies {
     /// Campaign code → live system events with it.
     campaigns: Vec<u64>,

@@ -19,7 +19,7 @@ const MASK: usize = BLOCK - 1;
 /// The first capacity of a last block.
 const FIRST: usize = 16;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Chunked<T> {
     /// Every block but the last holds exactly `BLOCK` entries.
     blocks: Vec<Vec<T>>,

@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// `u32::MAX` is never a code: it stands for "no value" in columns.
 pub const NONE: u32 = u32::MAX;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dict {
     bytes: Vec<u8>,
     /// `offs[code]..offs[code + 1]` is the string of `code` in `bytes`.

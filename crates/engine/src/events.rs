@@ -41,7 +41,7 @@ impl Hasher for SlotHasher {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct TailEntry {
     slot: u32,
     payload: u32,
@@ -53,7 +53,7 @@ const NO_NEXT: u32 = u32::MAX;
 
 /// A run's timestamps (ms): offsets from its earliest one when its span fits 32 bits
 /// (4 bytes an event), else whole.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Times {
     Narrow { base: i64, off: Chunked<u32> },
     Wide(Chunked<i64>),
@@ -110,7 +110,7 @@ const GROUP_SHIFT: u32 = 6;
 /// One time range of a stream's merged events, sorted by (slot, timestamp, payload).
 /// Its columns are [`Chunked`]: a merge writes a new run beside the old one, and blocks
 /// of one size are what the allocator reuses without keeping holes resident.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Run {
     slot: Chunked<u32>,
     ts: Times,
@@ -297,7 +297,7 @@ const TAIL_MIN: usize = if cfg!(debug_assertions) { 3 } else { 4096 };
 
 /// A stream of events: merged runs by time range (each sorted by slot), so that a
 /// windowed count reads only the runs its window overlaps, plus an append tail.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stream {
     /// One run per time range of `cuts` (some maybe empty).
     runs: Vec<Run>,
@@ -626,7 +626,7 @@ pub const TAG_OTHER: u8 = 4;
 /// The property paths and strings of every custom event, shared by the streams: a path
 /// is the dotted path a rule would write. Null and missing properties are absent; keys
 /// that are empty or hold a dot cannot be reached by a rule and are left out.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Properties {
     pub paths: HashMap<String, u32>,
     pub strings: Dict,
@@ -655,7 +655,7 @@ impl Properties {
 /// stream's arrival order, so entries only ever append). Dense: entry `i` is record
 /// `start + i` (`TAG_ABSENT` where the record lacks the path); sparse (`recs`): entry `i`
 /// is record `recs[i]`. Value columns are allocated at the first value of their type.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PropColumn {
     start: u32,
     recs: Option<Vec<u32>>,
@@ -889,7 +889,7 @@ impl PropColumn {
 }
 
 /// The properties of one custom stream's events, a typed column per path.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PropColumns {
     /// Records so far (the next record id).
     pub records: u32,
@@ -987,7 +987,7 @@ impl PropColumns {
 }
 
 /// Every stream of an account, with the dictionaries their payloads use.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Events {
     pub system: [Stream; 4],
     pub custom: HashMap<String, Stream>,

@@ -15,7 +15,7 @@ use crate::dict::{Dict, NONE};
 
 /// A dictionary-encoded text column: the distinct LOWERCASED values and each value's
 /// posting.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DictColumn {
     pub dict: Dict,
     /// Per slot: the value's code, or `NONE`.
@@ -27,7 +27,7 @@ pub struct DictColumn {
 
 /// Per-slot codes: two bytes each while the dictionary is small (`u16::MAX` is `NONE`),
 /// four once it grows past that.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Codes {
     Small(Chunked<u16>),
     Large(Chunked<u32>),
@@ -226,7 +226,7 @@ impl DictColumn {
 /// one byte arena (a length prefix, then the bytes), with no dictionary and no postings.
 /// Ops scan the arena (tens of MB at 10M contacts: milliseconds) or, inside an `all` that
 /// already narrowed the contacts, read only the remaining contacts' values.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ArenaColumn {
     /// Per slot: the start of its entry in `bytes`, or `NONE`.
     starts: Chunked<u32>,
@@ -420,7 +420,7 @@ pub fn text_negated(op: &TextOp) -> bool {
 }
 
 /// A text column: dictionary-encoded (few distinct values) or an arena (near-unique).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum TextColumn {
     Dict(DictColumn),
     Arena(ArenaColumn),
@@ -493,7 +493,7 @@ impl TextColumn {
 
 /// A number column: `f32` (4 bytes a slot) while every value round-trips through it
 /// exactly, `f64` from the first one that does not.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NumberColumn {
     pub has: Bits,
     narrow: Chunked<f32>,
@@ -547,21 +547,21 @@ impl NumberColumn {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DateColumn {
     pub has: Bits,
     /// Day numbers (days since 1970-01-01).
     pub days: Chunked<i32>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoolColumn {
     pub is_true: Bits,
     pub is_false: Bits,
 }
 
 /// Every column of one field.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Field {
     /// Slots with a value of any type (a text value is never empty).
     pub present: Bits,

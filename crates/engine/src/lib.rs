@@ -28,6 +28,7 @@ mod order;
 mod reach;
 mod search;
 mod segments;
+mod snapshot;
 mod timers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,7 @@ pub use bits::Bits;
 pub use catalog::{BuilderCatalog, Counted, EventInfo, PropertyInfo};
 pub use explain::{ExplainNode, Explanation};
 pub use reach::{Address, Channel, Channels, ReachCounts, Reachable};
+pub use snapshot::{Restored, SNAPSHOT_VERSION, SnapshotError};
 
 use crate::catalog::Tallies;
 use crate::chunked::Chunked;
@@ -50,7 +52,8 @@ use crate::fields::{Field, Stored, day_number};
 use crate::order::ExternalOrder;
 use crate::reach::Reach;
 use crate::search::SortedKeys;
-use crate::segments::{Segments, StreamKey};
+pub(crate) use crate::segments::Segments;
+use crate::segments::StreamKey;
 use crate::timers::Timers;
 
 /// Out-of-order store ids wait in a map until this many (or an eighth of the sorted

@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use crate::bits::Bits;
 use crate::chunked::Chunked;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExternalOrder {
     bytes: Vec<u8>,
     /// Slot → (start, length) in `bytes`.

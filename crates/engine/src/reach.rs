@@ -51,7 +51,7 @@ pub struct Reachable {
 }
 
 /// The bit sets: per channel, one per address state (no address is what none holds).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Reach {
     email: [Bits; 3],
     sms: [Bits; 3],

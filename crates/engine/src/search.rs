@@ -20,7 +20,7 @@ use crate::fields::{Field, TextColumn};
 pub trait KeyOf<'k>: Fn(u32) -> Option<Cow<'k, [u8]>> {}
 impl<'k, F: Fn(u32) -> Option<Cow<'k, [u8]>>> KeyOf<'k> for F {}
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SortedKeys {
     /// Slots by (key, slot) as of the last merge.
     sorted: Vec<u32>,

@@ -17,7 +17,9 @@ use crate::events::{Events, Stream};
 pub const DAY_MS: i64 = 86_400_000;
 
 /// An event stream a rule can read.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum StreamKey {
     /// A system event kind, as its index in `SystemEventKind::ALL`.
     System(u8),

@@ -39,7 +39,7 @@ const LAST_SECOND: u32 = u32::MAX - 1;
 const NO_SECOND: u32 = u32::MAX;
 
 /// One stream's timers.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Queue {
     /// The rolling window lengths (ms) saved segments read on the stream, ascending.
     lengths: Vec<i64>,
@@ -79,7 +79,7 @@ pub struct Fired {
     pub left: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Timers {
     /// The instant (ms) entries count their seconds from. Set when the timers are
     /// (re)built; the clock never goes below it (a clock moved back rebuilds them).

@@ -43,7 +43,9 @@ impl Text {
 }
 
 /// The field a condition reads: a custom field or one of the built-in text fields.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum FieldRef {
     Email,
     Phone,

@@ -28,6 +28,8 @@ use crate::settings::{DeliverySettings, SmtpTls};
 use crate::state::AppState;
 use crate::tracking::{LinkKind, Signer};
 
+/// Frozen recipients read (with their contacts) at a time while delivering.
+const RECIPIENTS_PAGE: u32 = 1_000;
 /// Attempts per recipient (the first and two retries).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// How often due scheduled campaigns are looked for.
@@ -214,8 +216,15 @@ pub async fn start_worker(state: AppState) -> anyhow::Result<()> {
         if c.status != CampaignStatus::Sending {
             continue;
         }
-        for r in state.store.campaign_recipients(c.account_id, c.id).await? {
-            if r.status == RecipientStatus::Sending {
+        let mut after: Option<String> = None;
+        loop {
+            let page = state
+                .store
+                .campaign_recipients_page(c.account_id, c.id, after.as_deref(), RECIPIENTS_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.external_id.clone());
+            for r in page.iter().filter(|r| r.status == RecipientStatus::Sending) {
                 state
                     .store
                     .update_recipient(
@@ -284,30 +293,59 @@ async fn deliver_campaign(
         return Ok(());
     }
     let signer = Signer::for_account(store.as_ref(), account_id).await?;
-    let recipients: Vec<Recipient> = store
-        .campaign_recipients(account_id, id)
-        .await?
-        .into_iter()
-        .filter(|r| r.status == RecipientStatus::Queued)
-        .collect();
-    let ids: Vec<i64> = recipients.iter().map(|r| r.contact_id).collect();
-    let contacts: HashMap<i64, Contact> = store
-        .contacts_by_ids(account_id, &ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c))
-        .collect();
     let adapter = Adapter::new(&state.campaigns, campaign.channel)?;
     let base = state.campaigns.public_url().to_owned();
+    // A page of the frozen list at a time (with its contacts), never all of it at once.
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .campaign_recipients_page(account_id, id, after.as_deref(), RECIPIENTS_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.external_id.clone());
+        let recipients: Vec<Recipient> = page
+            .into_iter()
+            .filter(|r| r.status == RecipientStatus::Queued)
+            .collect();
+        let ids: Vec<i64> = recipients.iter().map(|r| r.contact_id).collect();
+        let contacts: HashMap<i64, Contact> = store
+            .contacts_by_ids(account_id, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        deliver_page(
+            state, &campaign, &adapter, &signer, &base, recipients, &contacts,
+        )
+        .await?;
+    }
+    store
+        .finish_campaign(account_id, id, state.clock.now())
+        .await?;
+    Ok(())
+}
+
+/// Delivers one page of queued recipients, one at a time (at most once each).
+async fn deliver_page(
+    state: &AppState,
+    campaign: &Campaign,
+    adapter: &Adapter,
+    signer: &Signer,
+    base: &str,
+    recipients: Vec<Recipient>,
+    contacts: &HashMap<i64, Contact>,
+) -> anyhow::Result<()> {
+    let store = &state.store;
+    let (account_id, id) = (campaign.account_id, campaign.id);
     for r in recipients {
         let links = Links {
-            base: &base,
-            signer: &signer,
+            base,
+            signer,
             account: account_id,
             campaign: id,
             contact: r.contact_id,
         };
-        let message = render(&campaign, &r, contacts.get(&r.contact_id), &links);
+        let message = render(campaign, &r, contacts.get(&r.contact_id), &links);
         let mut attempts = r.attempts;
         loop {
             attempts += 1;
@@ -372,9 +410,6 @@ async fn deliver_campaign(
             }
         }
     }
-    store
-        .finish_campaign(account_id, id, state.clock.now())
-        .await?;
     Ok(())
 }
 

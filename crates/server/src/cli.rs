@@ -151,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.listen.ip(),
                 app.port()
             );
-            app.run_until_stopped().await?;
+            app.run_until_signalled().await?;
         }
         Command::Demo {
             settings,
@@ -196,7 +196,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Panel sign-in also written to {}", path.display());
             }
             if !no_serve {
-                app.run_until_stopped().await?;
+                app.run_until_signalled().await?;
+            } else {
+                app.state().index.save_snapshots().await?;
             }
         }
         Command::Bench {

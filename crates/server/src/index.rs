@@ -10,7 +10,9 @@
 //! lets waiting readers in between slices; counts of saved segments take no index lock at
 //! all: they read the sizes published after every slice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,7 +29,8 @@ use segmentd_store::{
     Account, AccountId, ChangeRecord, Contact, ContactId, EventBody, Store, StoreError, Unreachable,
 };
 
-use crate::catalog::{load_catalog, parse_saved_rules};
+use crate::rebuild::{self, Source};
+use crate::snapshot;
 use crate::state::Clock;
 
 /// How far the index's clock may lag `now` before a write first refreshes it. Reads of
@@ -49,6 +52,8 @@ pub enum IndexError {
     Engine(String),
     #[error("an index task stopped: {0}")]
     Task(String),
+    #[error("saving an index snapshot failed: {0}")]
+    Snapshot(String),
 }
 
 /// What a preview answers: how many contacts match and the first few of them.
@@ -94,16 +99,22 @@ pub struct AccountIndex {
     /// Serializes the segment hook (re-read the saved rule, apply it), so that the last
     /// hook to run applies the rule the store holds last.
     segment_sync: tokio::sync::Mutex<()>,
+    /// Written to since its last snapshot.
+    dirty: AtomicBool,
+    /// Whether it was built from a snapshot or from the store.
+    source: Source,
 }
 
 impl AccountIndex {
-    fn new(zone: TimeZone, index: Index) -> Self {
+    fn new(zone: TimeZone, index: Index, source: Source) -> Self {
         let account = AccountIndex {
             zone,
             index: RwLock::new(index),
             counts: Mutex::new(Arc::new(HashMap::new())),
             gate: tokio::sync::RwLock::new(()),
             segment_sync: tokio::sync::Mutex::new(()),
+            dirty: AtomicBool::new(source == Source::Store),
+            source,
         };
         account.publish(&account.index.read());
         account
@@ -167,6 +178,8 @@ pub enum Slice {
 pub struct Indexes {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Where account snapshots are kept (`None`: never saved, always rebuilt).
+    snapshots: Option<PathBuf>,
     accounts: Mutex<HashMap<AccountId, Arc<AccountIndex>>>,
     /// Serializes first-use builds, so that an account is built once.
     building: tokio::sync::Mutex<()>,
@@ -245,34 +258,6 @@ fn zone_of(account: &Account) -> Result<TimeZone, IndexError> {
     })
 }
 
-/// Saved segments in an order where every segment comes after those it refers to.
-fn dependency_order(rules: &HashMap<SegmentId, Rule>) -> Vec<SegmentId> {
-    fn visit(
-        id: SegmentId,
-        rules: &HashMap<SegmentId, Rule>,
-        done: &mut BTreeSet<SegmentId>,
-        out: &mut Vec<SegmentId>,
-    ) {
-        if !done.insert(id) {
-            return;
-        }
-        if let Some(rule) = rules.get(&id) {
-            for dep in rule.referenced_segments() {
-                visit(dep, rules, done, out);
-            }
-            out.push(id);
-        }
-    }
-    let mut ids: Vec<SegmentId> = rules.keys().copied().collect();
-    ids.sort_unstable();
-    let mut done = BTreeSet::new();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        visit(id, rules, &mut done, &mut out);
-    }
-    out
-}
-
 /// Applies one slice to the index, first moving its clock to `now` when it lags or when
 /// the slice brings events dated after it.
 fn apply_slice(
@@ -326,11 +311,17 @@ fn event_time(e: &Event) -> Timestamp {
 }
 
 impl Indexes {
-    /// Builds the index of every account in the store, logging progress.
-    pub async fn load(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Self, IndexError> {
+    /// Builds the index of every account in the store (from its snapshot in `snapshots`
+    /// when there is a usable one), logging progress.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        snapshots: Option<PathBuf>,
+    ) -> Result<Self, IndexError> {
         let indexes = Indexes {
             store,
             clock,
+            snapshots,
             accounts: Mutex::new(HashMap::new()),
             building: tokio::sync::Mutex::new(()),
         };
@@ -366,82 +357,76 @@ impl Indexes {
     }
 
     async fn build(&self, account: &Account) -> Result<AccountIndex, IndexError> {
-        let started = Instant::now();
         let zone = zone_of(account)?;
-        let now = self.clock.now();
-        let mut index = Index::new(RuleClock::new(now, &zone));
-        let mut contacts = self.store.all_contacts(account.id).await?;
-        // In store-id order: the index maps ascending ids to slots with no extra memory.
-        contacts.sort_unstable_by_key(|c| c.id);
-        for c in &contacts {
-            index.upsert_contact(c.id, &c.external_id, &contact_values(c));
-        }
-        let stored = self.store.all_events(account.id).await?;
-        let events: Vec<(ContactId, Event)> = stored
-            .into_iter()
-            .map(|e| (e.contact_id, engine_event(e.client_id, e.timestamp, e.body)))
-            .collect();
-        index.add_events(events.iter().map(|(c, e)| (*c, e)));
-        let (catalog, segments) = load_catalog(self.store.as_ref(), account.id).await?;
-        let mut rules = parse_saved_rules(&catalog, &segments)?;
-        for id in dependency_order(&rules) {
-            if let Some(rule) = rules.remove(&id) {
-                index
-                    .set_segment(id, rule)
-                    .map_err(|e| IndexError::Engine(e.to_string()))?;
+        let built = rebuild::build(
+            self.store.as_ref(),
+            account,
+            &zone,
+            self.snapshots.as_deref(),
+            self.clock.now(),
+        )
+        .await?;
+        // An index built from the store differs from any snapshot; one from a snapshot
+        // differs by its replay, which another restart could replay again.
+        Ok(AccountIndex::new(zone, built.index, built.source))
+    }
+
+    /// Saves a snapshot of every account's index that changed since its last one (at
+    /// shutdown and on a timer), so that a restart replays little.
+    pub async fn save_snapshots(&self) -> Result<(), IndexError> {
+        let Some(dir) = self.snapshots.clone() else {
+            return Ok(());
+        };
+        let accounts: Vec<(AccountId, Arc<AccountIndex>)> = self
+            .accounts
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default();
+        for (id, idx) in accounts {
+            if !idx.dirty.load(Ordering::Relaxed) {
+                continue;
             }
+            let Some(account) = self.store.account(id).await? else {
+                continue;
+            };
+            let started = Instant::now();
+            // No write of this process is half done while the gate is held: the index
+            // holds the store exactly up to the watermark read now.
+            let _quiet = idx.quiesce().await;
+            let watermark = self.store.watermark(id).await?;
+            let header = snapshot::Header {
+                account: id,
+                time_zone: account.time_zone.clone(),
+                watermark,
+                rules: idx.read(|index| {
+                    index
+                        .segment_ids()
+                        .filter_map(|s| index.segment_rule(s).map(|r| (s, r.to_json())))
+                        .collect()
+                }),
+                saved_at: self.clock.now(),
+            };
+            let (dir, held) = (dir.clone(), idx.clone());
+            let bytes = tokio::task::spawn_blocking(move || {
+                held.read(|index| snapshot::write(&dir, &header, index))
+            })
+            .await
+            .map_err(|e| IndexError::Task(e.to_string()))?
+            .map_err(|e| IndexError::Snapshot(e.to_string()))?;
+            idx.dirty.store(false, Ordering::Relaxed);
+            tracing::info!(
+                account = id,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "index snapshot saved"
+            );
         }
-        index.compact();
-        // Membership may have changed while the service was down (time passed, or a write
-        // was stored but its changes were not logged): log the difference now.
-        let external: HashMap<ContactId, &str> = contacts
-            .iter()
-            .map(|c| (c.id, c.external_id.as_str()))
-            .collect();
-        let mut logged: BTreeMap<SegmentId, HashMap<ContactId, String>> = BTreeMap::new();
-        for (segment, contact, external_id) in self.store.logged_members(account.id).await? {
-            logged
-                .entry(segment)
-                .or_default()
-                .insert(contact, external_id);
-        }
-        let mut diff = Vec::new();
-        for s in &segments {
-            let was = logged.remove(&s.id).unwrap_or_default();
-            let is: BTreeSet<ContactId> = index
-                .membership(s.id)
-                .map(|m| index.store_ids(m).into_iter().collect())
-                .unwrap_or_default();
-            for &c in is.iter().filter(|c| !was.contains_key(c)) {
-                diff.push(ChangeRecord {
-                    segment: s.id,
-                    contact: c,
-                    external_id: external.get(&c).copied().unwrap_or_default().to_owned(),
-                    entered: true,
-                    at: now,
-                });
-            }
-            for (c, external_id) in was.into_iter().filter(|(c, _)| !is.contains(c)) {
-                diff.push(ChangeRecord {
-                    segment: s.id,
-                    contact: c,
-                    external_id,
-                    entered: false,
-                    at: now,
-                });
-            }
-        }
-        self.store.record_changes(account.id, &diff).await?;
-        tracing::info!(
-            account = account.id,
-            contacts = index.contact_count(),
-            events = index.event_count(),
-            segments = segments.len(),
-            changes_logged = diff.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "account indexed"
-        );
-        Ok(AccountIndex::new(zone, index))
+        Ok(())
+    }
+
+    /// How the account's index was built at start, if it is built.
+    pub fn built_from(&self, account: AccountId) -> Option<Source> {
+        self.cached(account).map(|idx| idx.source)
     }
 
     pub fn now(&self) -> Timestamp {
@@ -456,15 +441,32 @@ impl Indexes {
         idx: &Arc<AccountIndex>,
         slices: Vec<Slice>,
     ) -> Result<Vec<MembershipChange>, IndexError> {
+        self.apply_observed(idx, slices, |_| {}).await
+    }
+
+    /// As [`Indexes::apply`], calling `between(n)` after the `n`-th slice, once the lock
+    /// is released (tests hold a write there to read meanwhile).
+    pub async fn apply_observed(
+        &self,
+        idx: &Arc<AccountIndex>,
+        slices: Vec<Slice>,
+        mut between: impl FnMut(usize) + Send + 'static,
+    ) -> Result<Vec<MembershipChange>, IndexError> {
         let idx = idx.clone();
         let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
             let mut changes = Vec::new();
-            for slice in slices {
+            // Moving the clock alone leaves a snapshot valid (its timers fire early).
+            if slices.iter().any(|s| !matches!(s, Slice::Tick)) {
+                idx.dirty.store(true, Ordering::Relaxed);
+            }
+            for (n, slice) in slices.into_iter().enumerate() {
                 let mut index = idx.index.write();
                 changes.extend(apply_slice(&mut index, &idx.zone, now, slice));
                 let index = parking_lot::RwLockWriteGuard::downgrade(index);
                 idx.publish(&index);
+                drop(index);
+                between(n + 1);
             }
             changes
         })
@@ -754,4 +756,135 @@ async fn evaluate<T: Send + 'static>(
     tokio::task::spawn_blocking(move || idx.read(f))
         .await
         .map_err(|e| IndexError::Task(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use segmentd_rules::{Catalog, parse_rule};
+    use segmentd_store::Contact;
+
+    use super::*;
+    use crate::state::SystemClock;
+
+    fn contact(id: i64) -> Contact {
+        Contact {
+            id,
+            external_id: format!("c{id:05}"),
+            email: Some(format!("c{id}@example.com")),
+            phone: None,
+            email_status: None,
+            sms_status: None,
+            push_tokens: Vec::new(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    fn purchase(contact: ContactId) -> (ContactId, Event) {
+        let e = engine_event(
+            None,
+            Timestamp::now(),
+            EventBody::Custom {
+                name: "purchase".into(),
+                properties: serde_json::Map::new(),
+            },
+        );
+        (contact, e)
+    }
+
+    /// While a batch of three slices is half applied, counts, member pages and live
+    /// counts answer with what its first slice did; counts answer even while a writer
+    /// holds the index lock, since they read published sizes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)]
+    async fn reads_answer_between_the_slices_of_a_large_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = segmentd_store::open(&url).await.unwrap();
+        let account = store.create_account("A", "UTC").await.unwrap();
+        let indexes = Indexes::load(store.clone(), Arc::new(SystemClock), None)
+            .await
+            .unwrap();
+        let idx = indexes.of(&account).await.unwrap();
+        let rule = parse_rule(
+            &serde_json::json!({"custom_event": "purchase", "op": "occurred"}),
+            "rule",
+            &Catalog::default(),
+            None,
+        )
+        .unwrap();
+        let contacts = (1..=3 * WRITE_SLICE as i64).map(contact).collect();
+        indexes
+            .apply(
+                &idx,
+                vec![
+                    Slice::Contacts(contacts),
+                    Slice::Segment(7, Some(rule.clone())),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(indexes.counts(&account, &[7], None).await.unwrap(), [0]);
+
+        let slices: Vec<Slice> = (0..3)
+            .map(|k| {
+                let first = 1 + k * WRITE_SLICE as i64;
+                Slice::Events((first..first + WRITE_SLICE as i64).map(purchase).collect())
+            })
+            .collect();
+        let (reached, wait_reached) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel::<()>();
+        let writing = {
+            let (indexes, idx) = (Arc::new(indexes), idx.clone());
+            let handle = {
+                let indexes = indexes.clone();
+                tokio::spawn(async move {
+                    indexes
+                        .apply_observed(&idx, slices, move |n| {
+                            if n == 1 {
+                                reached.send(()).unwrap();
+                                wait_go.recv().unwrap();
+                            }
+                        })
+                        .await
+                })
+            };
+            (indexes, handle)
+        };
+        let (indexes, handle) = writing;
+        tokio::task::spawn_blocking(move || wait_reached.recv().unwrap())
+            .await
+            .unwrap();
+        let one = WRITE_SLICE as u64;
+        assert_eq!(indexes.counts(&account, &[7], None).await.unwrap(), [one]);
+        // (The contacts are the index's only: the store has none to list.)
+        let page = idx.read(|index| index.members(7, None, 5_000));
+        assert_eq!(page.len() as u64, one);
+        let (live, _) = indexes.count_with_reach(&account, &rule).await.unwrap();
+        assert_eq!(live, one);
+        // A writer holding the lock does not hold counts up. (Held across the await on
+        // purpose: that is the writer the count must not wait for.)
+        {
+            let _writer = idx.index.write();
+            let counted = tokio::time::timeout(
+                Duration::from_secs(10),
+                indexes.counts(&account, &[7], None),
+            )
+            .await
+            .expect("a count waited for the writer");
+            assert_eq!(counted.unwrap(), [one]);
+        }
+        go.send(()).unwrap();
+        let changes = handle.await.unwrap().unwrap();
+        assert_eq!(changes.len(), 3 * WRITE_SLICE);
+        assert_eq!(
+            indexes.counts(&account, &[7], None).await.unwrap(),
+            [3 * one]
+        );
+    }
 }

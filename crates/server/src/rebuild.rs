@@ -90,16 +90,26 @@ pub async fn build(
                     ms = started.elapsed().as_millis() as u64,
                     "index snapshot loaded; replaying what the store received after it"
                 );
-                let index =
-                    replay(store, account, zone, header.watermark, header.rules, restored, now)
-                        .await?;
+                let index = replay(
+                    store,
+                    account,
+                    zone,
+                    header.watermark,
+                    header.rules,
+                    restored,
+                    now,
+                )
+                .await?;
                 return Ok(Built {
                     index,
                     source: Source::Snapshot,
                 });
             }
             Err(SnapshotError::Missing) => {
-                tracing::info!(account = account.id, "no index snapshot: building from the store")
+                tracing::info!(
+                    account = account.id,
+                    "no index snapshot: building from the store"
+                )
             }
             Err(e) => tracing::warn!(
                 account = account.id,
@@ -273,6 +283,7 @@ async fn replay(
             None => again.push((id, rule)),
         }
     }
+    index.finish_restore();
     let mut changes = Vec::new();
     for (id, rule) in again {
         changes.extend(set_segment(&mut index, id, rule)?);

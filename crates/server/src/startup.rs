@@ -1,6 +1,7 @@
 //! Building and running the application: store, state, listener.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,9 +13,10 @@ use crate::index::Indexes;
 use crate::settings::{DeliverySettings, Settings};
 use crate::state::{AppState, Clock, SystemClock};
 
-/// How often time-relative segments are re-decided. Membership is never staler than this
-/// (plus one refresh), well inside the 60 s the product promises.
-pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the clock of every index moves to now: the contacts whose events entered or
+/// left a window since are re-decided (a cost in proportion to them), so membership that
+/// time alone changes is never more than about a second late.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Refreshes the indexes on a timer, for as long as the runtime lives.
 async fn refresh_every(indexes: Arc<Indexes>, every: std::time::Duration) {
@@ -25,6 +27,45 @@ async fn refresh_every(indexes: Arc<Indexes>, every: std::time::Duration) {
         if let Err(e) = indexes.refresh().await {
             tracing::warn!(error = %e, "refreshing time-relative segments failed");
         }
+    }
+}
+
+/// How often changed accounts' index snapshots are saved (writes wait while one is
+/// written: about a second per million contacts).
+pub const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn snapshot_every(indexes: Arc<Indexes>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = indexes.save_snapshots().await {
+            tracing::warn!(error = %e, "saving index snapshots failed");
+        }
+    }
+}
+
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 
@@ -40,7 +81,13 @@ impl Application {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
         let store = segmentd_store::open(&settings.database_url()).await?;
-        Self::with_store_and_delivery(store, settings.listen, settings.delivery.clone()).await
+        Self::with_options(
+            store,
+            settings.listen,
+            settings.delivery.clone(),
+            Some(settings.data_dir.join("index")),
+        )
+        .await
     }
 
     pub async fn with_store(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<Self> {
@@ -52,11 +99,26 @@ impl Application {
     pub async fn with_store_and_delivery(
         store: Arc<dyn Store>,
         listen: SocketAddr,
+        delivery: DeliverySettings,
+    ) -> anyhow::Result<Self> {
+        Self::with_options(store, listen, delivery, None).await
+    }
+
+    /// As [`Application::with_store_and_delivery`], keeping index snapshots in
+    /// `snapshots` (loaded at start, saved on a timer and when stopped).
+    pub async fn with_options(
+        store: Arc<dyn Store>,
+        listen: SocketAddr,
         mut delivery: DeliverySettings,
+        snapshots: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let index = Arc::new(Indexes::load(store.clone(), clock.clone()).await?);
+        let saves = snapshots.is_some();
+        let index = Arc::new(Indexes::load(store.clone(), clock.clone(), snapshots).await?);
         tokio::spawn(refresh_every(index.clone(), REFRESH_INTERVAL));
+        if saves {
+            tokio::spawn(snapshot_every(index.clone(), SNAPSHOT_INTERVAL));
+        }
         let listener = TcpListener::bind(listen).await?;
         if delivery.public_url.is_none() {
             delivery.public_url = Some(format!("http://{}", listener.local_addr()?));
@@ -81,6 +143,18 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         axum::serve(self.listener, app(self.state)).await
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish and saves the
+    /// index snapshots, so that the next start replays nothing.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let index = self.state.index.clone();
+        axum::serve(self.listener, app(self.state))
+            .with_graceful_shutdown(stop_signal())
+            .await?;
+        tracing::info!("stopping: saving index snapshots");
+        index.save_snapshots().await?;
+        Ok(())
     }
 }
 

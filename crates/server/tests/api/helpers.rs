@@ -1,11 +1,14 @@
 //! `run()` (a fresh app per test on either backend) and typed helpers, after zero-to-production.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use reqwest::{Method, Response, StatusCode};
 use segmentd::auth::issue_api_key;
+use segmentd::settings::DeliverySettings;
 use segmentd::startup::Application;
+use segmentd::state::AppState;
 use segmentd_store::testing::{self, Backend};
 use segmentd_store::{Account, Store};
 use serde_json::{Value, json};
@@ -16,6 +19,27 @@ pub struct TestApp {
     pub account: Account,
     pub store: Arc<dyn Store>,
     pub client: reqwest::Client,
+    /// The state of the app now serving (its indexes, for snapshots).
+    pub state: AppState,
+    /// Where the app keeps index snapshots (none is saved unless a test asks).
+    pub snapshots: Arc<tempfile::TempDir>,
+}
+
+/// Serves an app over `store` keeping snapshots in `snapshots`; returns its address and
+/// state.
+async fn serve(store: Arc<dyn Store>, snapshots: Option<PathBuf>) -> (String, AppState) {
+    let app = Application::with_options(
+        store,
+        "127.0.0.1:0".parse().unwrap(),
+        DeliverySettings::default(),
+        snapshots,
+    )
+    .await
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    (address, state)
 }
 
 /// Runs `test` against a server on a free port over a fresh store of `backend`, with one
@@ -32,11 +56,8 @@ where
 }
 
 async fn spawn_app_with(store: Arc<dyn Store>) -> TestApp {
-    let app = Application::with_store(store.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let snapshots = Arc::new(tempfile::tempdir().unwrap());
+    let (address, state) = serve(store.clone(), Some(snapshots.path().to_owned())).await;
     let account = store.create_account("Test", "UTC").await.unwrap();
     let key = issue_api_key(store.as_ref(), account.id).await.unwrap();
     TestApp {
@@ -45,18 +66,28 @@ async fn spawn_app_with(store: Arc<dyn Store>) -> TestApp {
         account,
         store,
         client: reqwest::Client::new(),
+        state,
+        snapshots,
     }
 }
 
 impl TestApp {
     /// Stops serving from this app's engine and starts a new server over the same store,
     /// as a restart of the process would.
+    /// The new server starts from the saved index snapshots, if any.
     pub async fn restart(&mut self) {
-        let app = Application::with_store(self.store.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        self.address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        let dir = self.snapshots.path().to_owned();
+        (self.address, self.state) = serve(self.store.clone(), Some(dir)).await;
+    }
+
+    /// As [`TestApp::restart`], rebuilding every index from the store.
+    pub async fn restart_from_the_store(&mut self) {
+        (self.address, self.state) = serve(self.store.clone(), None).await;
+    }
+
+    /// Saves the serving app's index snapshots (as its timer or a stop would).
+    pub async fn save_snapshots(&self) {
+        self.state.index.save_snapshots().await.unwrap();
     }
 
     /// Makes the test act as a new account in `time_zone`.

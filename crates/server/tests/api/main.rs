@@ -12,6 +12,7 @@ mod helpers;
 mod isolation;
 mod membership;
 mod segments;
+mod snapshots;
 mod story;
 
 /// Declares each test once per backend; the test body gets a fresh `TestApp`.
@@ -37,6 +38,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    snapshots::a_restart_from_a_snapshot_replays_what_came_after_it_as_a_rebuild_would,
+    snapshots::a_damaged_snapshot_is_refused_and_the_index_rebuilt_from_the_store,
     bad_input::a_missing_or_bad_api_key_is_unauthorized,
     bad_input::malformed_json_is_a_bad_request_on_every_write,
     bad_input::wrong_shapes_and_unknown_body_fields_are_unprocessable,
