@@ -394,6 +394,9 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
         .await;
     let warsaw = b.live_count_other_than(None).await;
     assert!(warsaw > 0, "someone lives in Warsaw");
+    // The value input suggests the field's most frequent values (from the index).
+    b.find(&format!("{c11} datalist option[value='warsaw']"))
+        .await;
 
     b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
         .await;
@@ -433,6 +436,13 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
     b.choose(&format!("{c22} select[id$='-urlop']"), "contains")
         .await;
     b.type_into(&format!("{c22} input[id$='-url']"), "/pricing")
+        .await;
+    // URL prefixes seen in visits are offered, and event names.
+    b.find(&format!(
+        "{c22} datalist option[value='https://shop.example.com/pricing']"
+    ))
+    .await;
+    b.find(&format!("{c21} datalist option[value='purchase']"))
         .await;
     let live = b.live_count_other_than(Some(readers)).await;
     assert!(live > readers, "an 'or' group widens");

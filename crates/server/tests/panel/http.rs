@@ -605,3 +605,179 @@ async fn a_campaign_is_created_previewed_and_sent_from_the_panel() {
     );
     assert_eq!(later.status.as_str(), "scheduled");
 }
+
+/// The builder's lists, value suggestions, reach and contact search come from the index
+/// and follow updates and deletions made through the API.
+#[tokio::test]
+async fn builder_lists_suggestions_reach_and_search_follow_updates_and_deletions() {
+    let app = spawn().await;
+    let acme = app.account_with_user("Acme", "ann@example.com").await;
+    let key = segmentd::auth::issue_api_key(app.store.as_ref(), acme.id)
+        .await
+        .unwrap();
+    let api = |method: Method, path: &str, body: Value| {
+        app.http
+            .request(method, format!("{}/api/v1{path}", app.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let ok = |r: Response| {
+        assert!(r.status().is_success(), "{}", r.status());
+        r
+    };
+    ok(api(
+        Method::POST,
+        "/fields",
+        json!({"key": "city", "type": "text"}),
+    )
+    .await
+    .unwrap());
+    ok(api(Method::POST, "/contacts", json!({"contacts": [
+        {"external_id": "ann", "email": "Ann@Example.com", "phone": "+48 600 100",
+         "fields": {"city": "Warsaw"}, "channels": {"email": "unsubscribed"}},
+        {"external_id": "bob", "email": "bob@x.org", "fields": {"city": "Wrocław"}},
+        {"external_id": "cat", "fields": {"city": "Warsaw"}, "channels": {"push_tokens": ["t1"]}}
+    ]})).await.unwrap());
+    let now = jiff::Timestamp::now().to_string();
+    ok(api(Method::POST, "/events", json!({"events": [
+        {"type": "custom", "contact": "ann", "name": "purchase", "timestamp": now,
+         "properties": {"category": "Shoes", "amount": 5}},
+        {"type": "custom", "contact": "bob", "name": "purchase", "timestamp": now,
+         "properties": {"category": "shoes"}},
+        {"type": "visit", "contact": "ann", "url": "https://shop.example.com/pricing?plan=pro", "timestamp": now},
+        {"type": "system", "contact": "ann", "event": "MailOpen", "campaign": "newsletter-1", "timestamp": now}
+    ]})).await.unwrap());
+    let s = app.session("ann@example.com").await;
+
+    let catalog = |html: String| -> Value {
+        let json = html
+            .split("id=\"builder-catalog\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .unwrap()
+            .replace("\\u003c", "<");
+        serde_json::from_str(&json).unwrap()
+    };
+    let page = |path: &'static str| {
+        let r = app.req(Method::GET, path, Some(&s));
+        async move { r.send().await.unwrap().text().await.unwrap() }
+    };
+    let get = |path: String| {
+        let r = app.req(Method::GET, &path, Some(&s));
+        async move { r.send().await.unwrap() }
+    };
+    let c = catalog(page("/panel/segments/new").await);
+    assert_eq!(c["event_names"], json!(["purchase"]));
+    assert_eq!(
+        c["events"][0]["properties"],
+        json!([{"path": "amount", "types": ["number"]}, {"path": "category", "types": ["text"]}])
+    );
+    assert_eq!(c["campaigns"], json!(["newsletter-1"]));
+    assert_eq!(
+        c["url_prefixes"],
+        json!(["https://shop.example.com/pricing"])
+    );
+    let values = |q: &'static str| async move {
+        get(format!("/panel/api/values?{q}"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["values"]
+            .clone()
+    };
+    assert_eq!(
+        values("field=city").await,
+        json!([{"value": "warsaw", "count": 2}, {"value": "wrocław", "count": 1}])
+    );
+    assert_eq!(
+        values("event=purchase&property=category").await,
+        json!([{"value": "shoes", "count": 2}])
+    );
+    assert_eq!(
+        get("/panel/api/values?field=city&event=purchase".into())
+            .await
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let reach = || async {
+        app.api(
+            Method::POST,
+            "/panel/api/preview",
+            &s,
+            Some(json!({"rule": {"field": "city", "op": "has_value"}})),
+            None,
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        reach().await,
+        json!({"valid": true, "count": 3, "reachable": {"email": 1, "sms": 1, "push": 1}})
+    );
+    let found = |q: &'static str| async move {
+        let html = get(format!(
+            "/panel/contacts?q={}",
+            q.replace('+', "%2B").replace(' ', "+")
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        ["ann", "bob", "cat"]
+            .into_iter()
+            .filter(|e| html.contains(&format!("/panel/contact?id={e}\"")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found("ANN@ex").await, ["ann"], "e-mail prefix, any case");
+    assert_eq!(found("+48 600").await, ["ann"], "phone prefix");
+    assert_eq!(found("war").await, ["ann", "cat"], "a text field's value");
+    assert_eq!(found("b").await, ["bob"], "external id and e-mail");
+    assert_eq!(found("zzz").await, Vec::<&str>::new());
+
+    // Updates and deletions: ann goes (with her events), bob moves, cat subscribes.
+    ok(api(Method::DELETE, "/contacts/ann", json!(null))
+        .await
+        .unwrap());
+    ok(api(
+        Method::POST,
+        "/contacts",
+        json!({"contacts": [
+            {"external_id": "bob", "fields": {"city": "Kraków"}},
+            {"external_id": "cat", "email": "cat@x.org"}
+        ]}),
+    )
+    .await
+    .unwrap());
+    let c = catalog(page("/panel/segments/new").await);
+    assert_eq!(
+        c["event_names"],
+        json!(["purchase"]),
+        "bob's purchase stays"
+    );
+    assert_eq!(
+        c["events"][0]["properties"],
+        json!([{"path": "category", "types": ["text"]}]),
+        "ann's amount went with her"
+    );
+    assert_eq!(c["campaigns"], json!([]));
+    assert_eq!(c["url_prefixes"], json!([]));
+    assert_eq!(
+        values("field=city").await,
+        json!([{"value": "kraków", "count": 1}, {"value": "warsaw", "count": 1}])
+    );
+    assert_eq!(
+        values("event=purchase&property=category").await,
+        json!([{"value": "shoes", "count": 1}])
+    );
+    assert_eq!(
+        reach().await,
+        json!({"valid": true, "count": 2, "reachable": {"email": 2, "sms": 0, "push": 1}})
+    );
+    assert_eq!(found("ann").await, Vec::<&str>::new());
+    assert_eq!(found("war").await, ["cat"]);
+    assert_eq!(found("kra").await, ["bob"]);
+    assert_eq!(found("cat@").await, ["cat"]);
+}
