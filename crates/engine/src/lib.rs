@@ -636,10 +636,23 @@ impl Index {
     /// relative dates or anniversaries (and those referring to them) are re-evaluated
     /// whole. A clock moved back re-evaluates every time-dependent segment instead.
     pub fn refresh(&mut self, clock: &Clock) -> Vec<MembershipChange> {
+        let (mut changes, whole) = self.refresh_timers(clock);
+        for id in whole {
+            changes.extend(self.reevaluate_segment(id));
+        }
+        changes
+    }
+
+    /// As [`Index::refresh`] but for the whole re-evaluations of a new day, which it
+    /// returns instead (in dependency order) for the caller to run one at a time with
+    /// [`Index::reevaluate_segment`] (each a pass over the contacts), so that a server
+    /// can let readers in between them. Writes in between are decided at the new clock
+    /// already, so the result is the same.
+    pub fn refresh_timers(&mut self, clock: &Clock) -> (Vec<MembershipChange>, Vec<SegmentId>) {
         let old = std::mem::replace(&mut self.clock, clock.clone());
         let (f0, f1) = (ms_floor(old.now), ms_floor(clock.now));
         if f1 < f0 {
-            return self.refresh_backwards(&old);
+            return (self.refresh_backwards(&old), Vec::new());
         }
         // The one step that costs a pass over the contacts, once a day: relative dates
         // and anniversaries move for everyone at once when the day changes.
@@ -680,13 +693,16 @@ impl Index {
                     .rebuild(self.segments.timer_keys(), &self.events, &self.alive, f1);
             }
         }
-        if !whole.is_empty() {
-            stats.reevaluated = whole.len();
-            changes.extend(self.reevaluate(&whole));
-        }
+        stats.reevaluated = whole.len();
         stats.pending = self.timers.pending();
         self.last_refresh = stats;
-        changes
+        (changes, whole)
+    }
+
+    /// Re-evaluates one saved segment whole at the index's clock (a step of a new day's
+    /// refresh: see [`Index::refresh_timers`]).
+    pub fn reevaluate_segment(&mut self, id: SegmentId) -> Vec<MembershipChange> {
+        self.reevaluate(&[id])
     }
 
     /// The clock moved back (only tests do that): re-evaluates every segment whose

@@ -173,6 +173,8 @@ pub enum Slice {
     Segment(SegmentId, Option<Rule>),
     /// Nothing but moving the clock (the refresh timer).
     Tick,
+    /// One segment re-evaluated whole: a step of a new day's refresh.
+    Reevaluate(SegmentId),
 }
 
 pub struct Indexes {
@@ -259,24 +261,26 @@ fn zone_of(account: &Account) -> Result<TimeZone, IndexError> {
 }
 
 /// Applies one slice to the index, first moving its clock to `now` when it lags or when
-/// the slice brings events dated after it.
+/// the slice brings events dated after it. Returns the changes, and the slices the clock
+/// move left to do (whole re-evaluations of a new day, one segment each).
 fn apply_slice(
     index: &mut Index,
     zone: &TimeZone,
     now: Timestamp,
     slice: Slice,
-) -> Vec<MembershipChange> {
+) -> (Vec<MembershipChange>, Vec<Slice>) {
     let at = index.clock().now;
     let newest = match &slice {
         Slice::Events(events) => events.iter().map(|(_, e)| event_time(e)).max(),
         _ => None,
     };
     let lagging = now.as_millisecond() - at.as_millisecond() > MAX_CLOCK_LAG_MS;
-    let mut changes = if lagging || newest.is_some_and(|t| t > at) || matches!(slice, Slice::Tick) {
-        index.refresh(&RuleClock::new(now, zone))
-    } else {
-        Vec::new()
-    };
+    let (mut changes, whole) =
+        if lagging || newest.is_some_and(|t| t > at) || matches!(slice, Slice::Tick) {
+            index.refresh_timers(&RuleClock::new(now, zone))
+        } else {
+            (Vec::new(), Vec::new())
+        };
     match slice {
         Slice::Contacts(contacts) => {
             for c in &contacts {
@@ -297,9 +301,10 @@ fn apply_slice(
         Slice::Segment(id, None) => {
             index.remove_segment(id);
         }
+        Slice::Reevaluate(id) => changes.extend(index.reevaluate_segment(id)),
         Slice::Tick => {}
     }
-    changes
+    (changes, whole.into_iter().map(Slice::Reevaluate).collect())
 }
 
 fn event_time(e: &Event) -> Timestamp {
@@ -460,13 +465,21 @@ impl Indexes {
             if slices.iter().any(|s| !matches!(s, Slice::Tick)) {
                 idx.dirty.store(true, Ordering::Relaxed);
             }
-            for (n, slice) in slices.into_iter().enumerate() {
+            let mut queue: std::collections::VecDeque<Slice> = slices.into();
+            let mut n = 0;
+            while let Some(slice) = queue.pop_front() {
                 let mut index = idx.index.write();
-                changes.extend(apply_slice(&mut index, &idx.zone, now, slice));
+                let (done, more) = apply_slice(&mut index, &idx.zone, now, slice);
+                changes.extend(done);
                 let index = parking_lot::RwLockWriteGuard::downgrade(index);
                 idx.publish(&index);
                 drop(index);
-                between(n + 1);
+                n += 1;
+                between(n);
+                // A new day's whole re-evaluations come next, one hold each.
+                for s in more.into_iter().rev() {
+                    queue.push_front(s);
+                }
             }
             changes
         })
