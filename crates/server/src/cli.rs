@@ -198,7 +198,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !no_serve {
                 app.run_until_signalled().await?;
             } else {
-                app.state().index.save_snapshots().await?;
+                app.state()
+                    .index
+                    .save_snapshots(crate::index::SaveWhen::Changed)
+                    .await?;
             }
         }
         Command::Bench {

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -99,8 +99,11 @@ pub struct AccountIndex {
     /// Serializes the segment hook (re-read the saved rule, apply it), so that the last
     /// hook to run applies the rule the store holds last.
     segment_sync: tokio::sync::Mutex<()>,
-    /// Written to since its last snapshot.
-    dirty: AtomicBool,
+    /// Contacts, events and other writes applied since its last snapshot: what a restart
+    /// would replay.
+    unsaved: AtomicU64,
+    /// When its last snapshot was saved (or it was built).
+    saved_at: Mutex<Instant>,
     /// Whether it was built from a snapshot or from the store.
     source: Source,
 }
@@ -113,10 +116,16 @@ impl AccountIndex {
             counts: Mutex::new(Arc::new(HashMap::new())),
             gate: tokio::sync::RwLock::new(()),
             segment_sync: tokio::sync::Mutex::new(()),
-            dirty: AtomicBool::new(source == Source::Store),
+            unsaved: AtomicU64::new(0),
+            saved_at: Mutex::new(Instant::now()),
             source,
         };
         account.publish(&account.index.read());
+        if source == Source::Store {
+            // No snapshot holds any of it: a restart now would rebuild everything.
+            let size = account.read(|i| i.contact_count() + i.event_count() as u64);
+            account.unsaved.store(size.max(1), Ordering::Relaxed);
+        }
         account
     }
 
@@ -163,6 +172,43 @@ impl AccountIndex {
     }
 }
 
+/// Which accounts [`Indexes::save_snapshots`] saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveWhen {
+    /// Every account written to since its last snapshot (when stopping).
+    Changed,
+    /// Those whose replay has grown to a tenth of the index (at least
+    /// `SNAPSHOT_MIN_ROWS`), or that were written to and saved `SNAPSHOT_MAX_AGE` ago:
+    /// a restart replays at most about that.
+    Due,
+}
+
+/// Writes a restart may have to replay before a snapshot is due, at the least.
+pub const SNAPSHOT_MIN_ROWS: u64 = 200_000;
+/// How long written-to accounts go without a snapshot, at most.
+pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl SaveWhen {
+    fn due(self, idx: &AccountIndex) -> bool {
+        let unsaved = idx.unsaved.load(Ordering::Relaxed);
+        if unsaved == 0 {
+            return false;
+        }
+        match self {
+            SaveWhen::Changed => true,
+            SaveWhen::Due => {
+                let size = idx.read(|i| i.contact_count() + i.event_count() as u64);
+                let old = idx
+                    .saved_at
+                    .lock()
+                    .map(|at| at.elapsed() >= SNAPSHOT_MAX_AGE)
+                    .unwrap_or(true);
+                unsaved >= SNAPSHOT_MIN_ROWS.max(size / 10) || old
+            }
+        }
+    }
+}
+
 /// One piece of a write, applied under one hold of the index lock.
 pub enum Slice {
     Contacts(Vec<Contact>),
@@ -175,6 +221,18 @@ pub enum Slice {
     Tick,
     /// One segment re-evaluated whole: a step of a new day's refresh.
     Reevaluate(SegmentId),
+}
+
+impl Slice {
+    /// What a restart would replay of it (contacts and events; one for other writes).
+    fn rows(&self) -> usize {
+        match self {
+            Slice::Contacts(c) => c.len(),
+            Slice::Events(e) => e.len(),
+            Slice::ContactDeleted(_) | Slice::FieldDeleted(_) | Slice::Segment(..) => 1,
+            Slice::Tick | Slice::Reevaluate(_) => 0,
+        }
+    }
 }
 
 pub struct Indexes {
@@ -376,9 +434,9 @@ impl Indexes {
         Ok(AccountIndex::new(zone, built.index, built.source))
     }
 
-    /// Saves a snapshot of every account's index that changed since its last one (at
-    /// shutdown and on a timer), so that a restart replays little.
-    pub async fn save_snapshots(&self) -> Result<(), IndexError> {
+    /// Saves a snapshot of the accounts' indexes that `when` asks for, so that a restart
+    /// replays little.
+    pub async fn save_snapshots(&self, when: SaveWhen) -> Result<(), IndexError> {
         let Some(dir) = self.snapshots.clone() else {
             return Ok(());
         };
@@ -388,7 +446,7 @@ impl Indexes {
             .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
             .unwrap_or_default();
         for (id, idx) in accounts {
-            if !idx.dirty.load(Ordering::Relaxed) {
+            if !when.due(&idx) {
                 continue;
             }
             let Some(account) = self.store.account(id).await? else {
@@ -418,7 +476,10 @@ impl Indexes {
             .await
             .map_err(|e| IndexError::Task(e.to_string()))?
             .map_err(|e| IndexError::Snapshot(e.to_string()))?;
-            idx.dirty.store(false, Ordering::Relaxed);
+            idx.unsaved.store(0, Ordering::Relaxed);
+            if let Ok(mut at) = idx.saved_at.lock() {
+                *at = Instant::now();
+            }
             tracing::info!(
                 account = id,
                 bytes,
@@ -462,9 +523,8 @@ impl Indexes {
         tokio::task::spawn_blocking(move || {
             let mut changes = Vec::new();
             // Moving the clock alone leaves a snapshot valid (its timers fire early).
-            if slices.iter().any(|s| !matches!(s, Slice::Tick)) {
-                idx.dirty.store(true, Ordering::Relaxed);
-            }
+            let rows: usize = slices.iter().map(Slice::rows).sum();
+            idx.unsaved.fetch_add(rows as u64, Ordering::Relaxed);
             let mut queue: std::collections::VecDeque<Slice> = slices.into();
             let mut n = 0;
             while let Some(slice) = queue.pop_front() {

@@ -9,7 +9,7 @@ use segmentd_store::Store;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::index::Indexes;
+use crate::index::{Indexes, SaveWhen};
 use crate::settings::{DeliverySettings, Settings};
 use crate::state::{AppState, Clock, SystemClock};
 
@@ -30,17 +30,16 @@ async fn refresh_every(indexes: Arc<Indexes>, every: std::time::Duration) {
     }
 }
 
-/// How often changed accounts' index snapshots are saved (writes wait while one is
-/// written: about a second per million contacts).
-pub const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often accounts are looked at for a snapshot that is due (`SaveWhen::Due`: writes
+/// wait while one is written, about a second per million contacts).
+pub const SNAPSHOT_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn snapshot_every(indexes: Arc<Indexes>, every: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    ticks.tick().await;
     loop {
         ticks.tick().await;
-        if let Err(e) = indexes.save_snapshots().await {
+        if let Err(e) = indexes.save_snapshots(SaveWhen::Due).await {
             tracing::warn!(error = %e, "saving index snapshots failed");
         }
     }
@@ -117,7 +116,7 @@ impl Application {
         let index = Arc::new(Indexes::load(store.clone(), clock.clone(), snapshots).await?);
         tokio::spawn(refresh_every(index.clone(), REFRESH_INTERVAL));
         if saves {
-            tokio::spawn(snapshot_every(index.clone(), SNAPSHOT_INTERVAL));
+            tokio::spawn(snapshot_every(index.clone(), SNAPSHOT_CHECK));
         }
         let listener = TcpListener::bind(listen).await?;
         if delivery.public_url.is_none() {
@@ -153,7 +152,7 @@ impl Application {
             .with_graceful_shutdown(stop_signal())
             .await?;
         tracing::info!("stopping: saving index snapshots");
-        index.save_snapshots().await?;
+        index.save_snapshots(SaveWhen::Changed).await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use reqwest::{Method, Response, StatusCode};
 use segmentd::auth::issue_api_key;
+use segmentd::index::SaveWhen;
 use segmentd::settings::DeliverySettings;
 use segmentd::startup::Application;
 use segmentd::state::AppState;
@@ -87,7 +88,11 @@ impl TestApp {
 
     /// Saves the serving app's index snapshots (as its timer or a stop would).
     pub async fn save_snapshots(&self) {
-        self.state.index.save_snapshots().await.unwrap();
+        self.state
+            .index
+            .save_snapshots(SaveWhen::Changed)
+            .await
+            .unwrap();
     }
 
     /// Makes the test act as a new account in `time_zone`.
