@@ -177,14 +177,18 @@ impl AccountIndex {
 pub enum SaveWhen {
     /// Every account written to since its last snapshot (when stopping).
     Changed,
-    /// Those whose replay has grown to a tenth of the index (at least
-    /// `SNAPSHOT_MIN_ROWS`), or that were written to and saved `SNAPSHOT_MAX_AGE` ago:
-    /// a restart replays at most about that.
+    /// Those whose replay has grown to a quarter of the index (at least
+    /// `SNAPSHOT_MIN_ROWS`) and were saved `SNAPSHOT_MIN_GAP` ago, or that were written
+    /// to and saved `SNAPSHOT_MAX_AGE` ago: a restart replays at most about that.
     Due,
 }
 
 /// Writes a restart may have to replay before a snapshot is due, at the least.
 pub const SNAPSHOT_MIN_ROWS: u64 = 200_000;
+/// Snapshots of one account are at least this far apart, but when stopping: writing one
+/// holds writes back (about a second per million contacts), which a bulk load must not
+/// pay again and again.
+pub const SNAPSHOT_MIN_GAP: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long written-to accounts go without a snapshot, at most.
 pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -198,12 +202,13 @@ impl SaveWhen {
             SaveWhen::Changed => true,
             SaveWhen::Due => {
                 let size = idx.read(|i| i.contact_count() + i.event_count() as u64);
-                let old = idx
+                let age = idx
                     .saved_at
                     .lock()
-                    .map(|at| at.elapsed() >= SNAPSHOT_MAX_AGE)
-                    .unwrap_or(true);
-                unsaved >= SNAPSHOT_MIN_ROWS.max(size / 10) || old
+                    .map(|at| at.elapsed())
+                    .unwrap_or(SNAPSHOT_MAX_AGE);
+                (unsaved >= SNAPSHOT_MIN_ROWS.max(size / 4) && age >= SNAPSHOT_MIN_GAP)
+                    || age >= SNAPSHOT_MAX_AGE
             }
         }
     }
@@ -333,12 +338,15 @@ fn apply_slice(
         _ => None,
     };
     let lagging = now.as_millisecond() - at.as_millisecond() > MAX_CLOCK_LAG_MS;
-    let (mut changes, whole) =
-        if lagging || newest.is_some_and(|t| t > at) || matches!(slice, Slice::Tick) {
-            index.refresh_timers(&RuleClock::new(now, zone))
-        } else {
-            (Vec::new(), Vec::new())
-        };
+    // Never back: concurrent writes read `now` before taking turns at the lock, and a
+    // clock moved back would re-evaluate every time-dependent segment.
+    let moves =
+        now > at && (lagging || newest.is_some_and(|t| t > at) || matches!(slice, Slice::Tick));
+    let (mut changes, whole) = if moves {
+        index.refresh_timers(&RuleClock::new(now, zone))
+    } else {
+        (Vec::new(), Vec::new())
+    };
     match slice {
         Slice::Contacts(contacts) => {
             for c in &contacts {
