@@ -12,6 +12,7 @@ pub const NONE: u32 = u32::MAX;
 
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dict {
+    #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
     /// `offs[code]..offs[code + 1]` is the string of `code` in `bytes`.
     offs: Vec<u32>,

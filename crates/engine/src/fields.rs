@@ -230,6 +230,7 @@ impl DictColumn {
 pub struct ArenaColumn {
     /// Per slot: the start of its entry in `bytes`, or `NONE`.
     starts: Chunked<u32>,
+    #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
     /// Bytes of entries no slot points at any more.
     garbage: usize,

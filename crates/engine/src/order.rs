@@ -14,6 +14,7 @@ use crate::chunked::Chunked;
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExternalOrder {
+    #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
     /// Slot → (start, length) in `bytes`.
     spans: Chunked<(u32, u32)>,

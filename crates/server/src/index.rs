@@ -64,6 +64,7 @@ pub struct Preview {
 }
 
 /// Whose values [`Indexes::suggestions`] lists.
+#[derive(Debug, Clone)]
 pub enum ValuesOf {
     /// A custom text field.
     Field(String),
@@ -93,6 +94,8 @@ pub struct AccountIndex {
     index: RwLock<Index>,
     /// The size of every saved segment, published after each write slice.
     counts: Mutex<Arc<HashMap<SegmentId, u64>>>,
+    /// Contacts plus events, published with the sizes.
+    size: AtomicU64,
     /// Held shared by every write from its store commit to its change log, so that no
     /// write of this process is half done while it is held exclusively.
     gate: tokio::sync::RwLock<()>,
@@ -104,6 +107,8 @@ pub struct AccountIndex {
     unsaved: AtomicU64,
     /// When its last snapshot was saved (or it was built).
     saved_at: Mutex<Instant>,
+    /// Held while a snapshot is written and put in place: one at a time.
+    saving: tokio::sync::Mutex<()>,
     /// Whether it was built from a snapshot or from the store.
     source: Source,
 }
@@ -114,16 +119,18 @@ impl AccountIndex {
             zone,
             index: RwLock::new(index),
             counts: Mutex::new(Arc::new(HashMap::new())),
+            size: AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
             segment_sync: tokio::sync::Mutex::new(()),
             unsaved: AtomicU64::new(0),
             saved_at: Mutex::new(Instant::now()),
+            saving: tokio::sync::Mutex::new(()),
             source,
         };
         account.publish(&account.index.read());
         if source == Source::Store {
             // No snapshot holds any of it: a restart now would rebuild everything.
-            let size = account.read(|i| i.contact_count() + i.event_count() as u64);
+            let size = account.size.load(Ordering::Relaxed);
             account.unsaved.store(size.max(1), Ordering::Relaxed);
         }
         account
@@ -138,6 +145,10 @@ impl AccountIndex {
         if let Ok(mut c) = self.counts.lock() {
             *c = Arc::new(counts);
         }
+        self.size.store(
+            index.contact_count() + index.event_count() as u64,
+            Ordering::Relaxed,
+        );
     }
 
     fn published(&self) -> Arc<HashMap<SegmentId, u64>> {
@@ -151,7 +162,9 @@ impl AccountIndex {
         RuleClock::new(at, &self.zone)
     }
 
-    /// Runs `f` on the index under its read lock.
+    /// Runs `f` on the index under its read lock. Blocks: call it on the blocking pool
+    /// ([`Indexes`]'s reads do), never on a runtime worker, which a waiting writer would
+    /// stall with every task on it.
     pub fn read<T>(&self, f: impl FnOnce(&Index) -> T) -> T {
         f(&self.index.read())
     }
@@ -201,7 +214,7 @@ impl SaveWhen {
         match self {
             SaveWhen::Changed => true,
             SaveWhen::Due => {
-                let size = idx.read(|i| i.contact_count() + i.event_count() as u64);
+                let size = idx.size.load(Ordering::Relaxed);
                 let age = idx
                     .saved_at
                     .lock()
@@ -212,6 +225,13 @@ impl SaveWhen {
             }
         }
     }
+}
+
+/// A membership change with the contact's external id, when the index still knew it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub change: MembershipChange,
+    pub external_id: Option<String>,
 }
 
 /// One piece of a write, applied under one hold of the index lock.
@@ -460,6 +480,7 @@ impl Indexes {
             let Some(account) = self.store.account(id).await? else {
                 continue;
             };
+            let _saving = idx.saving.lock().await;
             let started = Instant::now();
             // No write of this process is half done while the gate is held: the index
             // holds the store exactly up to the watermark read now.
@@ -469,22 +490,29 @@ impl Indexes {
                 account: id,
                 time_zone: account.time_zone.clone(),
                 watermark,
-                rules: idx.read(|index| {
+                rules: evaluate(idx.clone(), |index| {
                     index
                         .segment_ids()
                         .filter_map(|s| index.segment_rule(s).map(|r| (s, r.to_json())))
                         .collect()
-                }),
+                })
+                .await?,
                 saved_at: self.clock.now(),
             };
             let (dir, held) = (dir.clone(), idx.clone());
-            let bytes = tokio::task::spawn_blocking(move || {
+            let written = tokio::task::spawn_blocking(move || {
                 held.read(|index| snapshot::write(&dir, &header, index))
             })
             .await
             .map_err(|e| IndexError::Task(e.to_string()))?
             .map_err(|e| IndexError::Snapshot(e.to_string()))?;
+            // Writes go on while the file reaches the disk.
             idx.unsaved.store(0, Ordering::Relaxed);
+            drop(_quiet);
+            let bytes = tokio::task::spawn_blocking(move || written.commit())
+                .await
+                .map_err(|e| IndexError::Task(e.to_string()))?
+                .map_err(|e| IndexError::Snapshot(e.to_string()))?;
             if let Ok(mut at) = idx.saved_at.lock() {
                 *at = Instant::now();
             }
@@ -514,7 +542,7 @@ impl Indexes {
         &self,
         idx: &Arc<AccountIndex>,
         slices: Vec<Slice>,
-    ) -> Result<Vec<MembershipChange>, IndexError> {
+    ) -> Result<Vec<Change>, IndexError> {
         self.apply_observed(idx, slices, |_| {}).await
     }
 
@@ -525,7 +553,7 @@ impl Indexes {
         idx: &Arc<AccountIndex>,
         slices: Vec<Slice>,
         mut between: impl FnMut(usize) + Send + 'static,
-    ) -> Result<Vec<MembershipChange>, IndexError> {
+    ) -> Result<Vec<Change>, IndexError> {
         let idx = idx.clone();
         let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
@@ -538,8 +566,13 @@ impl Indexes {
             while let Some(slice) = queue.pop_front() {
                 let mut index = idx.index.write();
                 let (done, more) = apply_slice(&mut index, &idx.zone, now, slice);
-                changes.extend(done);
                 let index = parking_lot::RwLockWriteGuard::downgrade(index);
+                // External ids for the log, while the contacts are at hand (a deleted
+                // one's comes from the write).
+                changes.extend(done.into_iter().map(|c| Change {
+                    external_id: index.external_id(c.contact).map(str::to_owned),
+                    change: c,
+                }));
                 idx.publish(&index);
                 drop(index);
                 n += 1;
@@ -555,36 +588,34 @@ impl Indexes {
         .map_err(|e| IndexError::Task(e.to_string()))
     }
 
-    /// Appends changes to the store's log, with the external ids the index knows.
+    /// Appends changes to the store's log (`known`: external ids of contacts the index no
+    /// longer has, e.g. deleted by the write).
     pub async fn log(
         &self,
         account: &Account,
-        idx: &AccountIndex,
-        changes: &[MembershipChange],
+        changes: Vec<Change>,
         known: &HashMap<ContactId, String>,
-    ) -> Result<(), IndexError> {
+    ) -> Result<Vec<MembershipChange>, IndexError> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let at = self.clock.now();
-        let records: Vec<ChangeRecord> = idx.read(|index| {
-            changes
-                .iter()
-                .map(|c| ChangeRecord {
-                    segment: c.segment,
-                    contact: c.contact,
-                    external_id: known
-                        .get(&c.contact)
-                        .cloned()
-                        .or_else(|| index.external_id(c.contact).map(str::to_owned))
-                        .unwrap_or_default(),
-                    entered: c.entered,
-                    at,
-                })
-                .collect()
-        });
+        let records: Vec<ChangeRecord> = changes
+            .iter()
+            .map(|c| ChangeRecord {
+                segment: c.change.segment,
+                contact: c.change.contact,
+                external_id: c
+                    .external_id
+                    .clone()
+                    .or_else(|| known.get(&c.change.contact).cloned())
+                    .unwrap_or_default(),
+                entered: c.change.entered,
+                at,
+            })
+            .collect();
         self.store.record_changes(account.id, &records).await?;
-        Ok(())
+        Ok(changes.into_iter().map(|c| c.change).collect())
     }
 
     /// Moves every account's clock to now (rolling windows, relative dates); called on a
@@ -602,7 +633,7 @@ impl Indexes {
             };
             let _write = idx.enter_write().await;
             let changes = self.apply(&idx, vec![Slice::Tick]).await?;
-            self.log(&account, &idx, &changes, &HashMap::new()).await?;
+            self.log(&account, changes, &HashMap::new()).await?;
         }
         Ok(())
     }
@@ -653,7 +684,12 @@ impl Indexes {
         let idx = self.of(account).await?;
         let after = after.map(str::to_owned);
         let ids = match as_of {
-            None => idx.read(|index| index.members(segment, after.as_deref(), limit)),
+            None => {
+                evaluate(idx, move |index| {
+                    index.members(segment, after.as_deref(), limit)
+                })
+                .await?
+            }
             Some(t) => {
                 let clock = idx.clock_at(t);
                 evaluate(idx, move |index| match index.segment_rule(segment) {
@@ -720,7 +756,7 @@ impl Indexes {
         limit: usize,
     ) -> Result<BuilderCatalog, IndexError> {
         let idx = self.of(account).await?;
-        Ok(idx.read(|index| index.builder_catalog(limit)))
+        evaluate(idx, move |index| index.builder_catalog(limit)).await
     }
 
     /// The most frequent values of a text field, or of a custom event's property.
@@ -731,10 +767,12 @@ impl Indexes {
         limit: usize,
     ) -> Result<Vec<Counted>, IndexError> {
         let idx = self.of(account).await?;
-        Ok(idx.read(|index| match of {
-            ValuesOf::Field(key) => index.field_values(&FieldRef::Custom(key.clone()), limit),
-            ValuesOf::Property { event, path } => index.property_values(event, path, limit),
-        }))
+        let of = of.clone();
+        evaluate(idx, move |index| match of {
+            ValuesOf::Field(key) => index.field_values(&FieldRef::Custom(key), limit),
+            ValuesOf::Property { event, path } => index.property_values(&event, &path, limit),
+        })
+        .await
     }
 
     /// Contacts whose external id, e-mail, phone or a text field's value starts with
@@ -747,7 +785,11 @@ impl Indexes {
         limit: usize,
     ) -> Result<Vec<Contact>, IndexError> {
         let idx = self.of(account).await?;
-        let ids = idx.read(|index| index.search(query, after, limit));
+        let (query, after) = (query.to_owned(), after.map(str::to_owned));
+        let ids = evaluate(idx, move |index| {
+            index.search(&query, after.as_deref(), limit)
+        })
+        .await?;
         Ok(self.store.contacts_by_ids(account.id, &ids).await?)
     }
 
@@ -758,7 +800,8 @@ impl Indexes {
         email: &str,
     ) -> Result<Vec<ContactId>, IndexError> {
         let idx = self.of(account).await?;
-        Ok(idx.read(|index| index.find_by_email(email)))
+        let email = email.to_owned();
+        evaluate(idx, move |index| index.find_by_email(&email)).await
     }
 
     /// A campaign's audience now: members of any target, minus members of any exclusion,
@@ -807,7 +850,11 @@ impl Indexes {
     ) -> Result<Option<segmentd_engine::ExplainNode>, IndexError> {
         let idx = self.of(account).await?;
         let clock = idx.clock_at(as_of.unwrap_or_else(|| self.clock.now()));
-        Ok(idx.read(|index| index.explain(rule, contact, &clock).map(|e| e.tree)))
+        let rule = rule.clone();
+        evaluate(idx, move |index| {
+            index.explain(&rule, contact, &clock).map(|e| e.tree)
+        })
+        .await
     }
 
     /// The saved segments (of `segments`) the contact is a member of now.
@@ -818,18 +865,19 @@ impl Indexes {
         segments: &[SegmentId],
     ) -> Result<Vec<SegmentId>, IndexError> {
         let idx = self.of(account).await?;
-        Ok(idx.read(|index| {
+        let segments = segments.to_vec();
+        evaluate(idx, move |index| {
             segments
-                .iter()
-                .copied()
+                .into_iter()
                 .filter(|&s| index.is_member(s, contact))
                 .collect()
-        }))
+        })
+        .await
     }
 }
 
-/// Runs an evaluation (milliseconds to tens of them) on the blocking pool under the
-/// index's read lock, so that it never holds a runtime worker.
+/// Runs a read of the index on the blocking pool under its read lock: waiting for a
+/// writer's slice, or evaluating for milliseconds, never holds a runtime worker.
 async fn evaluate<T: Send + 'static>(
     idx: Arc<AccountIndex>,
     f: impl FnOnce(&Index) -> T + Send + 'static,

@@ -3,10 +3,11 @@
 //!
 //! A file is `MAGIC`, the format version, a JSON header (account, time zone, the store's
 //! [`Watermark`] when the snapshot was taken, each saved segment's rule as canonical
-//! JSON), the engine's body, and a footer: the body's length and a CRC-32 of header and
-//! body. It is written to a temporary file, synced and renamed, so a crash leaves the
-//! previous snapshot whole. A file that is missing, of another version or account, or
-//! damaged is refused and the account is rebuilt from the store.
+//! JSON), the engine's body, and a footer: the length and CRC-32 of all that comes before
+//! it, checked before anything is decoded. It is written to a temporary file, synced and
+//! renamed, so a crash leaves the previous snapshot whole. A file that is missing,
+//! damaged, or of another version, account or zone is refused and the account is rebuilt
+//! from the store.
 //!
 //! The write gate ([`crate::index::AccountIndex::quiesce`]) is held while the watermark
 //! is read and the index is written: no write of this process is then between its store
@@ -15,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
@@ -52,9 +53,10 @@ pub struct Header {
     pub saved_at: jiff::Timestamp,
 }
 
-/// Counts and hashes what passes through.
-struct Crc<T> {
-    inner: T,
+/// Hashes and counts the bytes written through it (behind a `BufWriter`, so it sees
+/// large chunks).
+struct Crc<W> {
+    inner: W,
     hasher: crc32fast::Hasher,
     bytes: u64,
 }
@@ -71,71 +73,121 @@ impl<W: Write> Write for Crc<W> {
     }
 }
 
-impl<R: Read> Read for Crc<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// The snapshot file of an account in `dir`.
 pub fn path(dir: &Path, account: AccountId) -> PathBuf {
     dir.join(format!("account-{account}.snapshot"))
 }
 
-/// Writes `index` with `header` to the account's file in `dir` (atomically replacing
-/// the previous one). Returns the file's size.
-pub fn write(dir: &Path, header: &Header, index: &Index) -> Result<u64, SnapshotError> {
+/// A snapshot written but not yet in place: [`Written::commit`] syncs it to disk and
+/// renames it over the previous one. The caller holds the write gate only while
+/// writing, not while syncing.
+pub struct Written {
+    partial: PathBuf,
+    target: PathBuf,
+    file: File,
+    pub bytes: u64,
+}
+
+impl Written {
+    pub fn commit(self) -> Result<u64, SnapshotError> {
+        self.file.sync_all()?;
+        drop(self.file);
+        std::fs::rename(&self.partial, &self.target)?;
+        if let Some(dir) = self.target.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            // The rename is durable once the directory is.
+            let _ = d.sync_all();
+        }
+        Ok(self.bytes)
+    }
+}
+
+/// Writes `index` with `header` to a temporary file beside the account's snapshot in
+/// `dir`: magic, version, header, body, then the footer (length and CRC-32 of all that
+/// comes before it).
+pub fn write(dir: &Path, header: &Header, index: &Index) -> Result<Written, SnapshotError> {
     std::fs::create_dir_all(dir)?;
     let target = path(dir, header.account);
     let partial = target.with_extension("snapshot.partial");
-    let file = File::create(&partial)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(MAGIC)?;
-    out.write_all(&FORMAT.to_le_bytes())?;
-    let mut crc = Crc {
-        inner: out,
+    let crc = Crc {
+        inner: File::create(&partial)?,
         hasher: crc32fast::Hasher::new(),
         bytes: 0,
     };
+    let mut out = BufWriter::with_capacity(1 << 20, crc);
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT.to_le_bytes())?;
     let head = serde_json::to_vec(header).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
-    crc.write_all(&(head.len() as u32).to_le_bytes())?;
-    crc.write_all(&head)?;
+    out.write_all(&(head.len() as u32).to_le_bytes())?;
+    out.write_all(&head)?;
     index
-        .write_snapshot(&mut crc)
+        .write_snapshot(&mut out)
         .map_err(|e| SnapshotError::Damaged(e.to_string()))?;
-    let (bytes, sum) = (crc.bytes, crc.hasher.finalize());
-    let mut out = crc.inner;
-    out.write_all(&bytes.to_le_bytes())?;
-    out.write_all(&sum.to_le_bytes())?;
-    let file = out
+    let crc = out
         .into_inner()
         .map_err(|e| SnapshotError::Io(e.into_error()))?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&partial, &target)?;
-    if let Ok(d) = File::open(dir) {
-        // The rename is durable once the directory is.
-        let _ = d.sync_all();
+    let (bytes, sum) = (crc.bytes, crc.hasher.finalize());
+    let mut file = crc.inner;
+    file.write_all(&bytes.to_le_bytes())?;
+    file.write_all(&sum.to_le_bytes())?;
+    Ok(Written {
+        partial,
+        target,
+        file,
+        bytes: bytes + 12,
+    })
+}
+
+const FOOTER: u64 = 12;
+
+/// Checks the file's footer against all that comes before it, in one pass of large
+/// reads, so that nothing damaged is ever decoded.
+fn verify(file: &mut File) -> Result<(), SnapshotError> {
+    let len = file.metadata()?.len();
+    let body = len
+        .checked_sub(FOOTER)
+        .ok_or_else(|| SnapshotError::Damaged("shorter than its footer".into()))?;
+    file.seek(SeekFrom::Start(body))?;
+    let mut footer = [0u8; FOOTER as usize];
+    file.read_exact(&mut footer)?;
+    let (want_len, want_sum) = footer.split_at(8);
+    let want_len = u64::from_le_bytes(want_len.try_into().unwrap_or([0; 8]));
+    let want_sum = u32::from_le_bytes(want_sum.try_into().unwrap_or([0; 4]));
+    if want_len != body {
+        return Err(SnapshotError::Damaged("length mismatch".into()));
     }
-    Ok(bytes + 16 + 4 + 12)
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = body;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        file.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if hasher.finalize() != want_sum {
+        return Err(SnapshotError::Damaged("checksum mismatch".into()));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(())
 }
 
 /// Reads the account's snapshot from `dir`: its header and the restored index (at the
-/// clock it was taken at), after checking its version, account, zone and checksum.
+/// clock it was taken at), after checking its checksum, version, account and zone.
 pub fn read(
     dir: &Path,
     account: AccountId,
     zone_name: &str,
     zone: &TimeZone,
 ) -> Result<(Header, Restored), SnapshotError> {
-    let file = match File::open(path(dir, account)) {
+    let mut file = match File::open(path(dir, account)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SnapshotError::Missing),
         Err(e) => return Err(e.into()),
     };
+    verify(&mut file)?;
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 16];
     input.read_exact(&mut magic)?;
@@ -145,35 +197,17 @@ pub fn read(
     if &magic != MAGIC || format != FORMAT {
         return Err(SnapshotError::Version(format!("format {format}")));
     }
-    let mut crc = Crc {
-        inner: input,
-        hasher: crc32fast::Hasher::new(),
-        bytes: 0,
-    };
-    crc.read_exact(&mut word)?;
+    input.read_exact(&mut word)?;
     let mut head = vec![0u8; u32::from_le_bytes(word) as usize];
-    crc.read_exact(&mut head)?;
+    input.read_exact(&mut head)?;
     let header: Header =
         serde_json::from_slice(&head).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
     if header.account != account || header.time_zone != zone_name {
         return Err(SnapshotError::Mismatch);
     }
-    let restored = Index::read_snapshot(&mut crc, zone).map_err(|e| match e {
+    let restored = Index::read_snapshot(&mut input, zone).map_err(|e| match e {
         segmentd_engine::SnapshotError::Version(v) => SnapshotError::Version(v),
         other => SnapshotError::Damaged(other.to_string()),
     })?;
-    let (bytes, sum) = (crc.bytes, crc.hasher.finalize());
-    let mut input = crc.inner;
-    let mut footer = [0u8; 12];
-    input.read_exact(&mut footer)?;
-    let (len, check) = footer.split_at(8);
-    let len = u64::from_le_bytes(len.try_into().unwrap_or([0; 8]));
-    let check = u32::from_le_bytes(check.try_into().unwrap_or([0; 4]));
-    if len != bytes || check != sum {
-        return Err(SnapshotError::Damaged("checksum mismatch".into()));
-    }
-    if input.read(&mut [0u8; 1])? != 0 {
-        return Err(SnapshotError::Damaged("bytes after the footer".into()));
-    }
     Ok((header, restored))
 }

@@ -82,8 +82,7 @@ async fn apply_and_log(
     known: &HashMap<ContactId, String>,
 ) -> Result<Vec<MembershipChange>, WriteError> {
     let changes = state.index.apply(idx, slices).await?;
-    state.index.log(account, idx, &changes, known).await?;
-    Ok(changes)
+    Ok(state.index.log(account, changes, known).await?)
 }
 
 /// Creates or updates contacts by external id (the batch is one transaction).
