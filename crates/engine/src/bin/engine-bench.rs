@@ -402,11 +402,13 @@ fn membership_differences(index: &Index, segments: &[(SegmentId, &Rule)]) -> Vec
         let Some(kept) = index.membership(*id) else {
             continue;
         };
-        if *kept == fresh {
-            continue;
-        }
+        // Member by member: roaring's `==` also compares how each block is stored
+        // (an array or a bitmap), which differs between equal sets built differently.
         let extra = kept - &fresh;
         let missing = &fresh - kept;
+        if extra.is_empty() && missing.is_empty() {
+            continue;
+        }
         let mut line = format!(
             "segment {id} {}: {} maintained but not fresh, {} fresh but not maintained",
             rule.to_json(),
