@@ -669,7 +669,9 @@ impl Index {
             for group in fired.chunk_by(|a, b| a.slot == b.slot) {
                 let mut readers: Vec<SegmentId> = Vec::new();
                 for f in group {
-                    let (key, lengths) = self.timers.key(f.queue);
+                    let Some((key, lengths)) = self.timers.key(f.queue) else {
+                        continue;
+                    };
                     if f.entered {
                         readers.extend_from_slice(self.segments.readers_of_stream(key));
                         continue;

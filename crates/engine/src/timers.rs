@@ -110,11 +110,10 @@ impl Timers {
     }
 
     /// The stream and window lengths of a queue.
-    pub fn key(&self, queue: usize) -> (&StreamKey, &[i64]) {
-        match self.queues.get(queue) {
-            Some((k, q)) => (k, &q.lengths),
-            None => (&StreamKey::Visits, &[]),
-        }
+    pub fn key(&self, queue: usize) -> Option<(&StreamKey, &[i64])> {
+        self.queues
+            .get(queue)
+            .map(|(k, q)| (k, q.lengths.as_slice()))
     }
 
     fn find(&self, key: &StreamKey) -> Option<usize> {
