@@ -1,6 +1,8 @@
-//! Building an account's rule [`Catalog`] and parsing its saved rules.
+//! Building an account's rule [`Catalog`] and parsing its saved rules, and the parsed
+//! catalogs kept per account for the reads that parse a rule.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use segmentd_rules::{Catalog, Rule, SegmentId, parse_rule};
 use segmentd_store::{AccountId, Segment, Store, StoreError};
@@ -67,4 +69,63 @@ pub fn parse_saved_rules(
                 })
         })
         .collect()
+}
+
+/// Each account's catalog as last read, for the reads that parse a draft rule (previews,
+/// live counts, saves): without it every keystroke of the builder would read the fields
+/// and every saved rule. Every field and segment write of this process invalidates its
+/// account's entry after its store commit and before it answers, so a read that follows
+/// a write sees it. (A second process on the same store is as blind to it as its index.)
+#[derive(Default)]
+pub struct CatalogCache {
+    entries: Mutex<HashMap<AccountId, CacheEntry>>,
+}
+
+#[derive(Default)]
+struct CacheEntry {
+    /// Bumped by each invalidation, so that a read that loaded before it cannot put back
+    /// what it loaded.
+    generation: u64,
+    catalog: Option<Arc<Catalog>>,
+}
+
+impl CatalogCache {
+    /// The account's catalog, read from the store only when no valid copy is kept.
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        account: AccountId,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        let generation = {
+            let entries = self.lock();
+            match entries.get(&account) {
+                Some(CacheEntry {
+                    catalog: Some(c), ..
+                }) => return Ok(c.clone()),
+                Some(e) => e.generation,
+                None => 0,
+            }
+        };
+        let (catalog, _) = load_catalog(store, account).await?;
+        let catalog = Arc::new(catalog);
+        let mut entries = self.lock();
+        let entry = entries.entry(account).or_default();
+        if entry.generation == generation {
+            entry.catalog = Some(catalog.clone());
+        }
+        Ok(catalog)
+    }
+
+    /// Forgets the account's catalog: its fields or segments changed.
+    pub fn invalidate(&self, account: AccountId) {
+        let mut entries = self.lock();
+        let entry = entries.entry(account).or_default();
+        entry.generation += 1;
+        entry.catalog = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, CacheEntry>> {
+        // The map holds no invariant a panic could break halfway.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }

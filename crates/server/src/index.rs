@@ -88,12 +88,29 @@ pub struct Audience {
     pub exclusion_segments: u64,
 }
 
+/// The sizes of the saved segments as of one write slice, read without the index lock.
+#[derive(Debug, Default)]
+struct Published {
+    counts: HashMap<SegmentId, u64>,
+    /// The instant the index's time-dependent memberships are exact as of: its clock,
+    /// moved by writes with newer events and by the refresh.
+    exact_at: Timestamp,
+}
+
+/// A saved segment's maintained size and the instant it is exact as of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedCount {
+    pub count: u64,
+    pub as_of: Timestamp,
+}
+
 /// One account's index with what guards it.
 pub struct AccountIndex {
     zone: TimeZone,
     index: RwLock<Index>,
-    /// The size of every saved segment, published after each write slice.
-    counts: Mutex<Arc<HashMap<SegmentId, u64>>>,
+    /// The size of every saved segment, published by each write slice before its lock
+    /// is released.
+    counts: Mutex<Arc<Published>>,
     /// Contacts plus events, published with the sizes.
     size: AtomicU64,
     /// Held shared by every write from its store commit to its change log, so that no
@@ -118,7 +135,7 @@ impl AccountIndex {
         let account = AccountIndex {
             zone,
             index: RwLock::new(index),
-            counts: Mutex::new(Arc::new(HashMap::new())),
+            counts: Mutex::new(Arc::new(Published::default())),
             size: AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
             segment_sync: tokio::sync::Mutex::new(()),
@@ -138,12 +155,15 @@ impl AccountIndex {
 
     /// Publishes the sizes of the saved segments for lock-free counts.
     fn publish(&self, index: &Index) {
-        let counts: HashMap<SegmentId, u64> = index
-            .segment_ids()
-            .map(|id| (id, index.count(id)))
-            .collect();
+        let published = Published {
+            counts: index
+                .segment_ids()
+                .map(|id| (id, index.count(id)))
+                .collect(),
+            exact_at: index.clock().now,
+        };
         if let Ok(mut c) = self.counts.lock() {
-            *c = Arc::new(counts);
+            *c = Arc::new(published);
         }
         self.size.store(
             index.contact_count() + index.event_count() as u64,
@@ -151,7 +171,7 @@ impl AccountIndex {
         );
     }
 
-    fn published(&self) -> Arc<HashMap<SegmentId, u64>> {
+    fn published(&self) -> Arc<Published> {
         self.counts
             .lock()
             .map(|c| c.clone())
@@ -566,6 +586,9 @@ impl Indexes {
             while let Some(slice) = queue.pop_front() {
                 let mut index = idx.index.write();
                 let (done, more) = apply_slice(&mut index, &idx.zone, now, slice);
+                // Published before any reader can see the new state: a count and a
+                // member page read at once agree, whichever lock-free side they took.
+                idx.publish(&index);
                 let index = parking_lot::RwLockWriteGuard::downgrade(index);
                 // External ids for the log, while the contacts are at hand (a deleted
                 // one's comes from the write).
@@ -573,7 +596,6 @@ impl Indexes {
                     external_id: index.external_id(c.contact).map(str::to_owned),
                     change: c,
                 }));
-                idx.publish(&index);
                 drop(index);
                 n += 1;
                 between(n);
@@ -655,7 +677,7 @@ impl Indexes {
             let published = idx.published();
             return Ok(segments
                 .iter()
-                .map(|id| published.get(id).copied().unwrap_or(0))
+                .map(|id| published.counts.get(id).copied().unwrap_or(0))
                 .collect());
         };
         let clock = idx.clock_at(at);
@@ -670,6 +692,30 @@ impl Indexes {
                 .collect()
         })
         .await
+    }
+
+    /// A saved segment's maintained size, read without the index lock, or `None` when
+    /// the account has no such segment: the membership that member pages and the change
+    /// log read, so all three agree.
+    pub async fn saved_count(
+        &self,
+        account: &Account,
+        segment: SegmentId,
+    ) -> Result<Option<SavedCount>, IndexError> {
+        let published = self.of(account).await?.published();
+        Ok(published.counts.get(&segment).map(|&count| SavedCount {
+            count,
+            as_of: published.exact_at,
+        }))
+    }
+
+    /// Whether the account has the saved segment, from the published sizes.
+    pub async fn has_segment(
+        &self,
+        account: &Account,
+        segment: SegmentId,
+    ) -> Result<bool, IndexError> {
+        Ok(self.saved_count(account, segment).await?.is_some())
     }
 
     /// Members of a saved segment sorted by external id, strictly after `after`.
@@ -716,19 +762,21 @@ impl Indexes {
         let idx = self.of(account).await?;
         let clock = idx.clock_at(as_of.unwrap_or_else(|| self.clock.now()));
         let rule = rule.clone();
-        let (count, ids) = evaluate(idx, move |index| {
+        evaluate(idx, move |index| {
             let set = index.evaluate(&rule, &clock);
-            (set.len(), index.page(&set, None, sample))
+            // The first members in external-id order, named by the index itself: no
+            // store read, and no sort of the whole set.
+            let sample = index
+                .page(&set, None, sample)
+                .into_iter()
+                .filter_map(|id| index.external_id(id).map(str::to_owned))
+                .collect();
+            Preview {
+                count: set.len(),
+                sample,
+            }
         })
-        .await?;
-        let sample = self
-            .store
-            .contacts_by_ids(account.id, &ids)
-            .await?
-            .into_iter()
-            .map(|c| c.external_id)
-            .collect();
-        Ok(Preview { count, sample })
+        .await
     }
 
     /// A draft's live count and reach by channel, from bit sets: no member is listed

@@ -126,6 +126,7 @@ impl Application {
             store,
             index,
             clock,
+            catalogs: Arc::default(),
             campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
         };
         crate::campaigns::start_worker(state.clone()).await?;

@@ -27,6 +27,9 @@ pub struct AppState {
     /// Every account's in-memory index: all reads of membership go through it.
     pub index: Arc<Indexes>,
     pub clock: Arc<dyn Clock>,
+    /// Each account's parsed catalog (fields, segment references), invalidated by the
+    /// writes in [`crate::writes`].
+    pub catalogs: Arc<crate::catalog::CatalogCache>,
     /// Campaign delivery: settings, the HTTP client and the campaigns running here.
     pub campaigns: Arc<crate::campaigns::Delivery>,
 }

@@ -189,17 +189,15 @@ pub async fn create_field(
     account: &Account,
     field: &FieldDef,
 ) -> Result<(), WriteError> {
-    state
-        .store
-        .create_field(account.id, field)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => WriteError::Conflict {
-                message: format!("a field with key \"{}\" already exists", field.key),
-                path: Some("key".into()),
-            },
-            other => other.into(),
-        })
+    let created = state.store.create_field(account.id, field).await;
+    state.catalogs.invalidate(account.id);
+    created.map_err(|e| match e {
+        StoreError::Conflict(_) => WriteError::Conflict {
+            message: format!("a field with key \"{}\" already exists", field.key),
+            path: Some("key".into()),
+        },
+        other => other.into(),
+    })
 }
 
 /// Deletes a custom field and every value of it, unless a saved rule reads it.
@@ -234,7 +232,9 @@ pub async fn delete_field(
             path: None,
         });
     }
-    if !state.store.delete_field(account.id, key).await? {
+    let deleted = state.store.delete_field(account.id, key).await;
+    state.catalogs.invalidate(account.id);
+    if !deleted? {
         return Err(not_found());
     }
     apply_and_log(
@@ -270,6 +270,8 @@ async fn sync_segment(
     id: SegmentId,
 ) -> Result<(), WriteError> {
     let _hook = idx.segment_hook().await;
+    // Its references (and existence) are in the catalog that drafts are parsed against.
+    state.catalogs.invalidate(account.id);
     let rule = match state.store.segment(account.id, id).await? {
         None => None,
         Some(saved) => {

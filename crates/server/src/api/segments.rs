@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 
 use crate::api::paging::{Page, as_of, into_page, paging};
 use crate::auth::Authenticated;
-use crate::catalog::load_catalog;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -108,7 +107,7 @@ pub async fn parse_segment(
     body: SegmentIn,
     this: Option<SegmentId>,
 ) -> Result<(SegmentDraft, Rule), ApiError> {
-    let (catalog, _) = load_catalog(state.store.as_ref(), account.id).await?;
+    let catalog = state.catalogs.get(state.store.as_ref(), account.id).await?;
     let mut issues = Vec::new();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -273,10 +272,21 @@ pub async fn count_segment(
 ) -> Result<Json<CountOut>, ApiError> {
     let id = parse_id(&id)?;
     let as_of = as_of(&query)?;
-    if state.store.segment(account.id, id).await?.is_none() {
-        return Err(not_found(id));
-    }
-    let at = as_of.unwrap_or_else(|| state.clock.now());
+    // The index holds every saved segment of the account (each segment write applies to
+    // it before answering), so it also answers whether the segment exists.
+    let saved = state
+        .index
+        .saved_count(&account, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let Some(at) = as_of else {
+        // The maintained membership that member pages and the change feed read; its
+        // `as_of` is the instant it is exact as of (the last write or refresh).
+        return Ok(Json(CountOut {
+            count: saved.count,
+            as_of: saved.as_of.to_string(),
+        }));
+    };
     let counts = state.index.counts(&account, &[id], Some(at)).await?;
     Ok(Json(CountOut {
         count: counts.first().copied().unwrap_or(0),
@@ -299,7 +309,7 @@ pub async fn segment_members(
     let id = parse_id(&id)?;
     let as_of = as_of(&query)?;
     let (limit, after) = paging(&query)?;
-    if state.store.segment(account.id, id).await?.is_none() {
+    if !state.index.has_segment(&account, id).await? {
         return Err(not_found(id));
     }
     let members = state
@@ -329,7 +339,7 @@ pub async fn preview(
     Authenticated(account): Authenticated,
     ApiJson(body): ApiJson<PreviewIn>,
 ) -> Result<Json<PreviewOut>, ApiError> {
-    let (catalog, _) = load_catalog(state.store.as_ref(), account.id).await?;
+    let catalog = state.catalogs.get(state.store.as_ref(), account.id).await?;
     let mut issues = Vec::new();
     let at = match body.as_of.as_deref() {
         None => Some(state.clock.now()),

@@ -114,7 +114,7 @@ pub async fn preview(
     ApiJson(body): ApiJson<PreviewIn>,
 ) -> Result<Json<PreviewOut>, ApiError> {
     let account = &s.account;
-    let (catalog, _) = load_catalog(state.store.as_ref(), account.id).await?;
+    let catalog = state.catalogs.get(state.store.as_ref(), account.id).await?;
     let rule = match parse_rule(&body.rule, "rule", &catalog, None) {
         Ok(rule) => rule,
         Err(errors) => {

@@ -274,3 +274,71 @@ pub async fn a_restart_rebuilds_the_index_and_logs_what_changed_while_down(mut a
         changes(&[("a", "entered"), ("b", "entered"), ("a", "exited")])
     );
 }
+
+/// `(count, as_of)` of a saved segment without `as_of`: its maintained membership.
+async fn saved_count(app: &TestApp, id: i64) -> (u64, String) {
+    let r: Value = app
+        .get(&format!("/segments/{id}/count"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        r["count"].as_u64().unwrap(),
+        r["as_of"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A saved count and its members page read at once agree, also while a rolling window
+/// lets a contact out between two refreshes; with `as_of` both evaluate afresh and agree.
+pub async fn count_and_members_agree_across_a_refresh(app: TestApp) {
+    let opened = app
+        .create_segment(
+            "Opened today",
+            json!({"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 1}}),
+        )
+        .await;
+    app.upsert(json!([{"external_id": "a"}, {"external_id": "b"}, {"external_id": "c"}]))
+        .await;
+    // "a" leaves the one-day window about four seconds from now, "b" stays in it.
+    app.record(json!([
+        {"type": "system", "contact": "a", "event": "MailOpen", "timestamp": seconds_ago(86_400 - 4)},
+        {"type": "system", "contact": "b", "event": "MailOpen", "timestamp": seconds_ago(60)},
+    ]))
+    .await;
+
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !seen.contains(&1) && std::time::Instant::now() < deadline {
+        let before = saved_count(&app, opened).await;
+        let page: Value = app
+            .get(&format!("/segments/{opened}/members?limit=100"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let members = page["items"].as_array().unwrap().len() as u64;
+        let after = saved_count(&app, opened).await;
+        // A refresh between the two counts may rightly change the membership; with none,
+        // the page in between must hold exactly the counted members.
+        if before == after {
+            assert_eq!(members, before.0, "count and members read at {}", before.1);
+            seen.insert(before.0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen.contains(&2), "both were members at first: {seen:?}");
+    assert!(seen.contains(&1), "the refresh let \"a\" out: {seen:?}");
+
+    let (count, as_of) = saved_count(&app, opened).await;
+    let exact = as_of.parse::<jiff::Timestamp>().unwrap();
+    assert!(
+        exact <= jiff::Timestamp::now(),
+        "as_of {as_of} is not in the future"
+    );
+    assert_eq!(app.count(opened, &as_of).await, count);
+    assert_eq!(app.members(opened, &as_of).await, vec!["b".to_owned()]);
+    let yesterday = seconds_ago(86_400 - 10);
+    assert_eq!(app.count(opened, &yesterday).await, 1);
+    assert_eq!(app.members(opened, &yesterday).await, vec!["a".to_owned()]);
+}

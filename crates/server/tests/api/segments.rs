@@ -285,3 +285,59 @@ pub async fn the_openapi_document_describes_every_call_of_the_spec(app: TestApp)
         );
     }
 }
+
+/// Drafts are parsed against a catalog kept per account: every field and segment write
+/// must drop it, so a preview right after the write sees the write.
+pub async fn a_preview_right_after_a_field_or_segment_write_parses_against_it(app: TestApp) {
+    let by_tier = json!({"field": "tier", "op": "equals", "value": "gold"});
+    let app = &app;
+    let preview = |rule: &Value| {
+        let body = json!({ "rule": rule });
+        async move { app.post("/segments/preview", &body).await }
+    };
+    assert_error(
+        preview(&by_tier).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["rule.field"],
+    )
+    .await;
+
+    app.create_field("tier", "text").await;
+    app.upsert(json!([{"external_id": "a", "fields": {"tier": "gold"}}, {"external_id": "b"}]))
+        .await;
+    let r = preview(&by_tier).await;
+    assert_eq!(r.status(), StatusCode::OK, "a new field is known at once");
+    assert_eq!(r.json::<Value>().await.unwrap()["count"], 1);
+
+    assert_eq!(
+        app.delete("/fields/tier").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        preview(&by_tier).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["rule.field"],
+    )
+    .await;
+
+    let everyone = app
+        .create_segment(
+            "Everyone",
+            json!({"not": {"field": "email", "op": "equals", "value": "-"}}),
+        )
+        .await;
+    let in_it = json!({"segment": everyone, "op": "in"});
+    let r = preview(&in_it).await;
+    assert_eq!(r.status(), StatusCode::OK, "a new segment is known at once");
+    assert_eq!(r.json::<Value>().await.unwrap()["count"], 2);
+    assert_eq!(
+        app.delete(&format!("/segments/{everyone}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        preview(&in_it).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["rule.segment"],
+    )
+    .await;
+}
