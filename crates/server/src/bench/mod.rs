@@ -4,13 +4,25 @@
 //!
 //! - [`ingest`]: `bench ingest`, contacts and events loaded through the API, and the
 //!   latency from an event to the membership change it causes.
+//! - [`paths`]: `bench paths`, every path a person takes through the panel and the API
+//!   (builder, live count, lists, pages, search, explain, campaigns, restart, memory, reads
+//!   under a write load), each figure next to its target.
 //!
 //! Here is what they share: sending batches with several clients, an API-key client,
 //! latency percentiles, and the process's resident memory. [`data`] generates the
-//! contacts, events and rules.
+//! contacts, events and rules; [`server`] runs a server on a runtime of its own, which
+//! `bench paths` stops and starts again; [`panel`] is a signed-in panel client;
+//! [`timed`] has the paths timed one request after another; [`mixed`] is the load of
+//! readers beside a writer; [`report`] prints the tables.
 
 pub mod data;
 pub mod ingest;
+pub mod mixed;
+pub mod panel;
+pub mod paths;
+pub mod report;
+pub mod server;
+pub mod timed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +33,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 pub use ingest::{IngestBench, IngestReport, run_ingest};
+pub use paths::{PathsBench, run_paths};
+pub use report::PathsReport;
 
 /// Builds the body of batch `k` (of however many there are). Called by whichever
 /// client sends that batch, just before it sends it.
