@@ -69,14 +69,20 @@ pub async fn run(
     );
     let deadline = Instant::now() + length;
     let writer = {
-        let (api, population) = (api.clone(), population.clone());
+        let (api, population) = (api.clone(), Arc::new(population.clone()));
         tokio::spawn(async move {
             let url = api.url("/events");
             let started = Instant::now();
             let mut sent = 0;
             let mut k = 0;
             while Instant::now() < deadline {
-                let body = population.live_events_body(k, batch, jiff::Timestamp::now());
+                // Built on the blocking pool, so that the readers' answers are not held
+                // up behind this client's own work.
+                let p = population.clone();
+                let body = tokio::task::spawn_blocking(move || {
+                    p.live_events_body(k, batch, jiff::Timestamp::now())
+                })
+                .await?;
                 let response = api
                     .client
                     .post(&url)

@@ -70,11 +70,15 @@ pub async fn send_batches(
                 if k >= batches {
                     return anyhow::Ok(());
                 }
+                // Built on the blocking pool: a runtime worker busy writing JSON for
+                // milliseconds would hold up the responses of the other clients.
+                let make = body.clone();
+                let bytes = tokio::task::spawn_blocking(move || make(k)).await?;
                 let response = client
                     .post(&url)
                     .bearer_auth(&key)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body(k))
+                    .body(bytes)
                     .send()
                     .await?;
                 check(response, &url).await?;
@@ -214,7 +218,9 @@ where
 /// A duration in the unit that keeps three or so significant digits.
 pub fn fmt_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
-    if us < 1_000.0 {
+    if us < 1.0 {
+        format!("{} ns", d.as_nanos())
+    } else if us < 1_000.0 {
         format!("{us:.1} µs")
     } else if us < 1e6 {
         format!("{:.2} ms", us / 1e3)
@@ -284,7 +290,8 @@ mod tests {
     #[test]
     fn figures_are_formatted_for_reading() {
         let cases = [
-            (Duration::from_nanos(150), "0.1 µs"),
+            (Duration::from_nanos(150), "150 ns"),
+            (Duration::from_nanos(1_500), "1.5 µs"),
             (Duration::from_micros(250), "250.0 µs"),
             (Duration::from_micros(2_345), "2.35 ms"),
             (Duration::from_millis(4_500), "4.50 s"),

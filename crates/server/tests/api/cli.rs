@@ -256,7 +256,7 @@ fn bench_paths_times_every_path_and_prints_each_beside_its_target() {
         "| server RSS before the load | ",
         "| server RSS after the load | ",
         "| server RSS per contact ",
-        "| server RSS after the restart ",
+        "| of which the index's heap per contact ",
         "| mixed load: reads median / p99 ",
         "| mixed load: saved count ",
         "| mixed load: members page ",
