@@ -37,7 +37,8 @@ pub enum Command {
         #[arg(long)]
         no_serve: bool,
     },
-    /// Measure the service: `bench ingest` loads contacts and events through the API.
+    /// Measure the service: `bench ingest` loads contacts and events through the API;
+    /// `bench paths` times every path a person takes, each beside its target.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -87,6 +88,32 @@ pub enum BenchCommand {
         /// Clients sending batches at once.
         #[arg(long, default_value_t = 1)]
         clients: usize,
+    },
+    /// Load generated contacts and events through the HTTP API into a fresh account of
+    /// the configured store, then time the panel's and the API's paths (builder, live
+    /// count, lists, pages, search, explain, campaign preview and freeze), a restart, the
+    /// server's memory per contact and reads beside a writer; print median and p99 of
+    /// each beside its target. Use a fresh --data-dir: every account in it is loaded.
+    Paths {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Events of the load per contact, on average (each for a random contact).
+        #[arg(long, default_value_t = 10)]
+        events_per_contact: usize,
+        /// Contacts or events per request of the load (at most 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Clients sending the load's batches at once.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Timed requests per path.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// Seconds the readers run beside the writer in the mixed load.
+        #[arg(long, default_value_t = 20)]
+        mixed_seconds: u64,
     },
 }
 
@@ -223,6 +250,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 clients: clients.clamp(1, 64),
             };
             crate::bench::run_ingest(&settings, &bench).await?.print();
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Paths {
+                    settings,
+                    contacts,
+                    events_per_contact,
+                    batch,
+                    clients,
+                    samples,
+                    mixed_seconds,
+                },
+        } => {
+            let settings = Settings::resolve(&settings)?;
+            let bench = crate::bench::PathsBench {
+                contacts,
+                events_per_contact,
+                batch: batch.clamp(1, 10_000),
+                clients: clients.clamp(1, 64),
+                samples: samples.clamp(1, 100_000),
+                mixed: std::time::Duration::from_secs(mixed_seconds.clamp(1, 3_600)),
+            };
+            print!(
+                "{}",
+                crate::bench::run_paths(&settings, &bench).await?.render()
+            );
         }
         Command::Account {
             command:

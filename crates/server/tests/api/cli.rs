@@ -193,3 +193,88 @@ fn bench_ingest_loads_through_the_api_and_its_probes_see_each_change() {
         "{stdout}"
     );
 }
+
+/// The paths benchmark end to end at a tiny size on SQLite: every path answered (the
+/// bench fails on any error answer) and printed with its figure beside its target.
+#[test]
+fn bench_paths_times_every_path_and_prints_each_beside_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = segmentd()
+        .args([
+            "bench",
+            "paths",
+            "--contacts",
+            "2000",
+            "--events-per-contact",
+            "3",
+        ])
+        .args(["--samples", "3", "--mixed-seconds", "1", "--batch", "700"])
+        .args(["--clients", "2", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SEGMENTD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("## segmentd bench paths: sqlite, 2,000 contacts × 3 events"),
+        "{stdout}"
+    );
+    let lines = [
+        "| contacts (POST /api/v1/contacts) | ",
+        "| events, durable ingest (POST /api/v1/events) | ",
+        "| builder open (GET /panel/segments/new",
+        "| live count with reach: five-condition mix (POST /panel/api/preview) | 3 | ",
+        "| live count with reach: visit count in window ",
+        "| live count with reach: not_occurred ",
+        "| live count with reach: fields only ",
+        "| live count with reach: three-level nested ",
+        "| segment list (GET /panel/segments) | 3 | ",
+        "| segment list (GET /api/v1/segments) | 3 | ",
+        "| segment page (GET /panel/segments/{id}) | 3 | ",
+        "| segment page's growth chart ",
+        "| members page (GET /panel/segments/{id}/members) | 3 | ",
+        "| members page (GET /api/v1/segments/{id}/members?limit=100) | 3 | ",
+        "| contact search from the start of an e-mail address ",
+        "| contact search from the start of an external id ",
+        "| contact search from the start of a text field's value ",
+        "| explain, contact by external id ",
+        "| explain, contact by e-mail ",
+        "| campaign audience preview (",
+        "| five-condition mix | ",
+        "| visit count in window | ",
+        "| not_occurred | ",
+        "| fields only | ",
+        "| three-level nested | ",
+        "| freeze of the largest audience (",
+        "| restart to first answer ",
+        "| snapshot save when stopping ",
+        "| server RSS before the load | ",
+        "| server RSS after the load | ",
+        "| server RSS per contact ",
+        "| of which the index's heap per contact ",
+        "| mixed load: reads median / p99 ",
+        "| mixed load: saved count ",
+        "| mixed load: members page ",
+        "| mixed load: preview ",
+        "| mixed load: events ingested meanwhile ",
+    ];
+    for line in lines {
+        let found: Vec<&str> = stdout.lines().filter(|l| l.starts_with(line)).collect();
+        assert_eq!(found.len(), 1, "one line starting {line:?}\n{stdout}");
+        // Each line has its figure and then its target and verdict (or none: "—").
+        let cells: Vec<&str> = found[0].split(" | ").collect();
+        assert!(cells.len() >= 4, "{line:?}: {}", found[0]);
+        assert!(
+            found[0].ends_with(" | yes |")
+                || found[0].contains("**no**")
+                || found[0].ends_with(" | — | — |"),
+            "{}",
+            found[0]
+        );
+    }
+}

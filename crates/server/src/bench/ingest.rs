@@ -10,11 +10,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
+use super::data::{INGEST_FIELDS, ingest_contact, ingest_event, ingest_segments};
+use super::{Latencies, send_batches};
 use crate::auth::issue_api_key;
 use crate::settings::Settings;
 use crate::startup::Application;
@@ -33,8 +34,8 @@ pub struct IngestReport {
     pub contacts_time: Duration,
     pub events: usize,
     pub events_time: Duration,
-    /// Event → membership change visible, one probe each, sorted.
-    pub change_latency: Vec<Duration>,
+    /// Event → membership change visible, one probe each.
+    pub change_latency: Latencies,
 }
 
 impl IngestReport {
@@ -56,93 +57,15 @@ impl IngestReport {
             self.events_time.as_secs_f64(),
             rate(self.events, self.events_time)
         );
-        let at = |q: f64| {
-            let n = self.change_latency.len();
-            let i = ((n as f64 * q).ceil() as usize).clamp(1, n.max(1)) - 1;
-            self.change_latency.get(i).copied().unwrap_or_default()
-        };
+        let l = &self.change_latency;
         println!(
             "event -> membership change visible through the API ({} single-event posts, each checked by a count): median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.change_latency.len(),
-            at(0.5).as_secs_f64() * 1e3,
-            at(0.99).as_secs_f64() * 1e3,
-            at(1.0).as_secs_f64() * 1e3,
+            l.len(),
+            l.median().as_secs_f64() * 1e3,
+            l.p99().as_secs_f64() * 1e3,
+            l.max().as_secs_f64() * 1e3,
         );
     }
-}
-
-const CITIES: [&str; 4] = ["Warsaw", "Kraków", "Gdańsk", "Berlin"];
-
-fn contact(i: usize, rng: &mut StdRng) -> Value {
-    let city = CITIES[rng.random_range(0..CITIES.len())];
-    json!({
-        "external_id": format!("b{i:08}"),
-        "email": format!("b{i}@example.com"),
-        "fields": {
-            "city": city,
-            "age": rng.random_range(18..80),
-            "vip": rng.random_bool(0.1),
-        }
-    })
-}
-
-fn event(i: usize, contacts: usize, rng: &mut StdRng) -> Value {
-    let contact = format!("b{:08}", rng.random_range(0..contacts));
-    let timestamp = jiff::Timestamp::from_second(1_770_000_000 + (i as i64) * 7)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    match i % 3 {
-        0 => {
-            json!({"type": "system", "id": format!("s{i}"), "contact": contact, "event": "MailOpen",
-                    "timestamp": timestamp, "campaign": "c1"})
-        }
-        1 => {
-            json!({"type": "custom", "id": format!("p{i}"), "contact": contact, "name": "purchase",
-                    "timestamp": timestamp, "properties": {"amount": rng.random_range(1..500), "category": "shoes"}})
-        }
-        _ => json!({"type": "visit", "contact": contact, "url": "https://shop.example.com/pricing",
-                    "timestamp": timestamp}),
-    }
-}
-
-/// Posts every body with `clients` connections at once, each taking the next body when
-/// its last one was acknowledged, and returns the wall time until all are.
-async fn send_all(
-    client: reqwest::Client,
-    url: String,
-    key: String,
-    bodies: Vec<Vec<u8>>,
-    clients: usize,
-) -> anyhow::Result<Duration> {
-    let queue = Arc::new(Mutex::new(bodies.into_iter()));
-    let started = Instant::now();
-    let mut senders = JoinSet::new();
-    for _ in 0..clients.max(1) {
-        let (queue, client, url, key) = (queue.clone(), client.clone(), url.clone(), key.clone());
-        senders.spawn(async move {
-            loop {
-                let next = queue
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("queue poisoned"))?
-                    .next();
-                let Some(body) = next else {
-                    return anyhow::Ok(());
-                };
-                client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await?
-                    .error_for_status()?;
-            }
-        });
-    }
-    while let Some(done) = senders.join_next().await {
-        done??;
-    }
-    Ok(started.elapsed())
 }
 
 pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Result<IngestReport> {
@@ -157,7 +80,7 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
         .await?;
     let key = issue_api_key(store.as_ref(), account.id).await?;
     let client = reqwest::Client::new();
-    for (k, t) in [("city", "text"), ("age", "number"), ("vip", "boolean")] {
+    for (k, t) in INGEST_FIELDS {
         client
             .post(format!("{base}/fields"))
             .bearer_auth(&key)
@@ -168,16 +91,7 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
     }
     // Saved segments of the engine benchmark's shapes, so that ingest pays for membership
     // upkeep as it would in production.
-    let segments = [
-        json!({"all": [{"field": "city", "op": "equals", "value": "warsaw"}, {"field": "age", "op": "between", "value": [25, 40]},
-                       {"field": "vip", "op": "is_false"}, {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}},
-                       {"custom_event": "purchase", "op": "occurred", "where": [{"property": "amount", "op": "greater_than", "value": 100}]}]}),
-        json!({"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred", "min_count": 3, "within": {"last_days": 7}}),
-        json!({"system_event": "MailOpen", "op": "not_occurred", "within": {"last_days": 60}}),
-        json!({"any": [{"field": "city", "op": "in", "value": ["kraków", "gdańsk"]}, {"field": "age", "op": "less_than", "value": 21}]}),
-        json!({"any": [{"all": [{"field": "vip", "op": "is_true"}, {"not": {"custom_event": "purchase", "op": "occurred"}}]},
-                       {"all": [{"field": "age", "op": "greater_than", "value": 60}, {"any": [{"system_event": "MailClick", "op": "occurred"}, {"op": "occurred"}]}]}]}),
-    ];
+    let segments = ingest_segments();
     let mut segment_ids = Vec::new();
     for (i, rule) in segments.into_iter().enumerate() {
         let saved: Value = client
@@ -198,7 +112,7 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
         .collect::<Vec<_>>()
         .chunks(bench.batch)
         .map(|ids| {
-            let items: Vec<Value> = ids.iter().map(|&i| contact(i, &mut rng)).collect();
+            let items: Vec<Value> = ids.iter().map(|&i| ingest_contact(i, &mut rng)).collect();
             serde_json::to_vec(&json!({ "contacts": items }))
         })
         .collect::<Result<_, _>>()?;
@@ -208,22 +122,27 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
         .map(|ids| {
             let items: Vec<Value> = ids
                 .iter()
-                .map(|&j| event(j, bench.contacts.max(1), &mut rng))
+                .map(|&j| ingest_event(j, bench.contacts.max(1), &mut rng))
                 .collect();
             serde_json::to_vec(&json!({ "events": items }))
         })
         .collect::<Result<_, _>>()?;
-    let send = |path: &str, bodies| {
-        send_all(
-            client.clone(),
-            format!("{base}{path}"),
-            key.clone(),
-            bodies,
-            bench.clients,
-        )
-    };
-    let contacts_time = send("/contacts", contact_batches).await?;
-    let events_time = send("/events", event_batches).await?;
+    let contacts_time = send_prepared(
+        &client,
+        &format!("{base}/contacts"),
+        &key,
+        contact_batches,
+        bench.clients,
+    )
+    .await?;
+    let events_time = send_prepared(
+        &client,
+        &format!("{base}/events"),
+        &key,
+        event_batches,
+        bench.clients,
+    )
+    .await?;
     let probe = ChangeProbe {
         client: &client,
         base: &base,
@@ -240,6 +159,25 @@ pub async fn run_ingest(settings: &Settings, bench: &IngestBench) -> anyhow::Res
         events_time,
         change_latency,
     })
+}
+
+/// Sends bodies built beforehand, each taken by the client whose turn it is.
+async fn send_prepared(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<Duration> {
+    let count = bodies.len();
+    let bodies: Vec<Mutex<Vec<u8>>> = bodies.into_iter().map(Mutex::new).collect();
+    let take = move |k: usize| {
+        bodies
+            .get(k)
+            .and_then(|b| b.lock().ok().map(|mut b| std::mem::take(&mut *b)))
+            .unwrap_or_default()
+    };
+    send_batches(client, url, key, count, clients, Arc::new(take)).await
 }
 
 /// Single events sent one at a time after the load.
@@ -273,7 +211,7 @@ impl ChangeProbe<'_> {
             .ok_or_else(|| anyhow::anyhow!("no count in {body}"))
     }
 
-    async fn run(&self, probes: usize) -> anyhow::Result<Vec<Duration>> {
+    async fn run(&self, probes: usize) -> anyhow::Result<Latencies> {
         let post = |path: &str, body: Value| {
             self.client
                 .post(format!("{}{path}", self.base))
@@ -302,7 +240,6 @@ impl ChangeProbe<'_> {
             );
             before = after;
         }
-        latencies.sort();
-        Ok(latencies)
+        Ok(Latencies::new(latencies))
     }
 }
