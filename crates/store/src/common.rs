@@ -495,12 +495,28 @@ pub(crate) const CHANGE_COLUMNS: &str = "seq, segment_id, contact_id, external_i
 /// The bucket counts query, the same SQL on both backends (integer division).
 pub(crate) fn change_buckets_sql(placeholder_account: &str, placeholder_segment: &str) -> String {
     format!(
-        "SELECT at / {CHANGE_BUCKET_MS} AS bucket, \
-                SUM(CASE WHEN entered THEN 1 ELSE 0 END) AS entered, \
-                SUM(CASE WHEN entered THEN 0 ELSE 1 END) AS exited \
-         FROM membership_changes WHERE account_id = {placeholder_account} AND segment_id = {placeholder_segment} \
-         GROUP BY bucket ORDER BY bucket"
+        "SELECT bucket, entered, exited FROM membership_change_buckets \
+         WHERE account_id = {placeholder_account} AND segment_id = {placeholder_segment} \
+         ORDER BY bucket"
     )
+}
+
+/// A batch of changes summed per (segment, 15-minute bucket): `(segment, bucket,
+/// entered, exited)`, sorted, so that concurrent batches lock bucket rows in one order.
+pub(crate) fn bucket_sums(changes: &[ChangeRecord]) -> Vec<(i64, i64, i64, i64)> {
+    let mut sums: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for c in changes {
+        let bucket = to_ms(c.at).div_euclid(CHANGE_BUCKET_MS);
+        let sum = sums.entry((c.segment, bucket)).or_default();
+        if c.entered {
+            sum.0 += 1;
+        } else {
+            sum.1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|((segment, bucket), (entered, exited))| (segment, bucket, entered, exited))
+        .collect()
 }
 
 /// Membership per the log: the latest change of each (segment, contact) is an entry.

@@ -830,6 +830,7 @@ impl Store for PostgresStore {
         let external: Vec<&str> = changes.iter().map(|c| c.external_id.as_str()).collect();
         let entered: Vec<bool> = changes.iter().map(|c| c.entered).collect();
         let at: Vec<i64> = changes.iter().map(|c| to_ms(c.at)).collect();
+        let mut tx = self.pool.begin().await?;
         // One statement whatever the size; WITH ORDINALITY keeps the log in the given order.
         sqlx::query(
             "INSERT INTO membership_changes (account_id, segment_id, contact_id, external_id, entered, at) \
@@ -842,8 +843,29 @@ impl Store for PostgresStore {
         .bind(&external)
         .bind(&entered)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The growth chart's sums, in the same transaction (migration 0007); sorted, so
+        // that concurrent batches lock bucket rows in one order.
+        let sums = bucket_sums(changes);
+        let column =
+            |i: usize| -> Vec<i64> { sums.iter().map(|r| [r.0, r.1, r.2, r.3][i]).collect() };
+        sqlx::query(
+            "INSERT INTO membership_change_buckets (account_id, segment_id, bucket, entered, exited) \
+             SELECT $1, s, b, n, x FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[]) \
+             AS t(s, b, n, x) \
+             ON CONFLICT (account_id, segment_id, bucket) DO UPDATE SET \
+             entered = membership_change_buckets.entered + EXCLUDED.entered, \
+             exited = membership_change_buckets.exited + EXCLUDED.exited",
+        )
+        .bind(account)
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
+        .bind(column(3))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -125,9 +125,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        // Readers keep a small cache of their own: they share the file's pages through
+        // the OS, and eight connections of 128 MB each would hold a gigabyte for nothing.
+        // The writer's large cache is what keeps index inserts off the disk.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", "-8192"))
             .await?;
         Ok(SqliteStore { pool, writer })
     }
@@ -986,6 +989,24 @@ impl Store for SqliteStore {
                     .push_bind(c.entered)
                     .push(to_ms(c.at).to_string());
             });
+            qb.build().persistent(false).execute(&mut *tx).await?;
+        }
+        // The growth chart's sums, in the same transaction (migration 0007).
+        for chunk in bucket_sums(changes).chunks(MAX_BINDS / 4) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO membership_change_buckets (account_id, segment_id, bucket, entered, exited) ",
+            );
+            qb.push_values(chunk, |mut row, (segment, bucket, entered, exited)| {
+                row.push(account.to_string())
+                    .push(segment.to_string())
+                    .push(bucket.to_string())
+                    .push(entered.to_string())
+                    .push(exited.to_string());
+            });
+            qb.push(
+                " ON CONFLICT (account_id, segment_id, bucket) DO UPDATE SET \
+                 entered = entered + excluded.entered, exited = exited + excluded.exited",
+            );
             qb.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -1681,6 +1681,10 @@ async fn membership_changes_are_logged_paged_bucketed_and_replayed(ctx: Ctx) {
         s.logged_members(a.id).await.unwrap().is_empty(),
         "a segment's log goes with it"
     );
+    assert!(
+        s.change_buckets(a.id, seg).await.unwrap().is_empty(),
+        "and so do its growth chart's sums"
+    );
     assert_eq!(
         s.logged_members(b.id).await.unwrap(),
         [(other, 9, "c9".into())]
