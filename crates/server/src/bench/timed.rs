@@ -376,32 +376,33 @@ pub async fn workload_rows(
             })
             .await?
         };
+        // The API's preview and the engine's evaluation taken in turns, so that both
+        // meet the same background work (refresh, snapshot saves, compaction) and their
+        // difference is the API's overhead.
         let body = json!({ "rule": s.rule });
-        let body = &body;
-        let api_preview = sample(n, move |_| async move {
-            api.post("/segments/preview", body).await?;
-            anyhow::Ok(())
-        })
-        .await?;
-        let engine_preview = {
-            let (idx, zone) = (idx.clone(), zone.clone());
-            tokio::task::spawn_blocking(move || {
-                // One untimed evaluation first, as `sample` does for the API.
-                let times = (0..=n)
-                    .map(|_| {
-                        let clock = RuleClock::new(Timestamp::now(), &zone);
-                        idx.read(|index| {
-                            let started = Instant::now();
-                            std::hint::black_box(index.evaluate(&rule, &clock).len());
-                            started.elapsed()
-                        })
-                    })
-                    .skip(1)
-                    .collect();
-                Latencies::new(times)
+        let (mut api_times, mut engine_times) = (Vec::new(), Vec::new());
+        for i in 0..=n {
+            let started = Instant::now();
+            api.post("/segments/preview", &body).await?;
+            let api_time = started.elapsed();
+            let (idx, zone, rule) = (idx.clone(), zone.clone(), rule.clone());
+            let engine_time = tokio::task::spawn_blocking(move || {
+                let clock = RuleClock::new(Timestamp::now(), &zone);
+                idx.read(|index| {
+                    let started = Instant::now();
+                    std::hint::black_box(index.evaluate(&rule, &clock).len());
+                    started.elapsed()
+                })
             })
-            .await?
-        };
+            .await?;
+            // The first round is untimed, as in `sample`.
+            if i > 0 {
+                api_times.push(api_time);
+                engine_times.push(engine_time);
+            }
+        }
+        let (api_preview, engine_preview) =
+            (Latencies::new(api_times), Latencies::new(engine_times));
         tracing::info!(
             workload = s.name,
             api_count = %fmt_duration(api_count.median()),
