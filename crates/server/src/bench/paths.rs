@@ -304,7 +304,10 @@ async fn index_heap(server: &Server, account: &Account) -> anyhow::Result<usize>
     let idx = server
         .run(async move { indexes.of(&account).await })
         .await??;
-    Ok(tokio::task::spawn_blocking(move || idx.read(|index| index.memory().total)).await?)
+    let report = tokio::task::spawn_blocking(move || idx.read(|index| index.memory())).await?;
+    // The parts go to the log: where a per-contact figure over target comes from.
+    tracing::info!(memory = ?report, "the index's heap, in bytes");
+    Ok(report.total)
 }
 
 fn memory_rows(
