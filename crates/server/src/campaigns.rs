@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart, header::ContentType};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use segmentd_rules::FieldValue;
@@ -443,6 +444,12 @@ pub enum Rendered {
         subject: String,
         html: Option<String>,
         text: Option<String>,
+        /// The recipient's signed unsubscribe link, for `List-Unsubscribe`.
+        unsubscribe: String,
+        /// The local part of the `Message-ID` (the sender's domain completes it): one
+        /// per campaign and recipient, so that a message sent again is recognisably the
+        /// same one.
+        message_key: String,
     },
     Sms {
         text: String,
@@ -583,6 +590,8 @@ pub fn render(
                 subject: plain("subject").unwrap_or_default(),
                 html,
                 text: plain("text"),
+                unsubscribe,
+                message_key: format!("c{}.r{}", campaign.id, recipient.contact_id),
             }
         }
         Channel::Sms => Rendered::Sms {
@@ -651,6 +660,8 @@ impl Adapter {
                     subject,
                     html,
                     text,
+                    unsubscribe,
+                    message_key,
                 },
             ) => {
                 let from: Mailbox = from
@@ -660,10 +671,17 @@ impl Adapter {
                     .address
                     .parse()
                     .map_err(|e| permanent(format!("bad address: {e}")))?;
+                // Gmail refuses mail without a Message-ID; it names the sender's domain.
+                let message_id = format!("<{message_key}@{}>", from.email.domain());
+                // RFC 2369 and RFC 8058: mail clients offer a one-click unsubscribe that
+                // POSTs `List-Unsubscribe=One-Click` to this link (lettre adds `Date`).
                 let builder = Message::builder()
                     .from(from)
                     .to(to)
-                    .subject(subject.clone());
+                    .subject(subject.clone())
+                    .message_id(Some(message_id))
+                    .header(ListUnsubscribe(format!("<{unsubscribe}>")))
+                    .header(ListUnsubscribePost);
                 let email = match (html, text) {
                     (Some(h), Some(t)) => {
                         builder.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone()))
@@ -722,5 +740,42 @@ impl Adapter {
             }
             _ => Err(permanent("wrong adapter".into())),
         }
+    }
+}
+
+/// The `List-Unsubscribe` header (RFC 2369): the unsubscribe link in angle brackets.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the link above
+/// unsubscribes on a POST, with no page to confirm.
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
     }
 }

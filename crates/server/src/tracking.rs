@@ -154,7 +154,10 @@ pub fn router() -> Router<AppState> {
         .route("/v", axum::routing::post(visit))
         .route("/o/{account}/{campaign}/{contact}/{sig}", get(open))
         .route("/c/{account}/{campaign}/{contact}/{sig}", get(click))
-        .route("/u/{account}/{campaign}/{contact}/{sig}", get(unsubscribe))
+        .route(
+            "/u/{account}/{campaign}/{contact}/{sig}",
+            get(confirm_unsubscribe).post(unsubscribe),
+        )
 }
 
 /// What a verified link names: the contact's external id and the campaign's channel.
@@ -358,6 +361,33 @@ async fn visit(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The link's page: it asks, and only its POST unsubscribes. Link scanners (Safe Links
+/// and the like) fetch every link of a message with GET; they must not unsubscribe
+/// anyone.
+async fn confirm_unsubscribe(
+    State(state): State<AppState>,
+    Path(link): Path<LinkPath>,
+) -> Response {
+    if verified(&state, &link, LinkKind::Unsubscribe, None)
+        .await
+        .is_none()
+    {
+        return not_found();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "<!doctype html><meta charset=\"utf-8\"><title>Unsubscribe</title>\
+         <p>Do you want to stop receiving our e-mails?</p>\
+         <form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
+    )
+        .into_response()
+}
+
+/// Unsubscribes: the confirmation page's form, or a mail client's one-click POST
+/// (RFC 8058, body `List-Unsubscribe=One-Click`), which needs no page.
 async fn unsubscribe(State(state): State<AppState>, Path(link): Path<LinkPath>) -> Response {
     let Some((account, contact, _)) = verified(&state, &link, LinkKind::Unsubscribe, None).await
     else {

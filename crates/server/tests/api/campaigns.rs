@@ -166,7 +166,7 @@ fn link(text: &str, kind: &str) -> String {
         .unwrap_or_else(|| panic!("no /t/{kind}/ link in {text}"));
     let begin = text[..start].rfind("http://").unwrap();
     let end = text[start..]
-        .find(['"', ' ', '\n', '<'])
+        .find(['"', ' ', '\n', '<', '>', '\r'])
         .map(|e| start + e)
         .unwrap_or(text.len());
     text[begin..end].to_owned()
@@ -273,6 +273,23 @@ pub async fn an_email_campaign_reaches_exactly_its_frozen_recipients_personalise
     assert_eq!(to, ["ann@example.com", "bob@example.com"]);
     let ann = mails.iter().find(|m| m.to[0] == "ann@example.com").unwrap();
     assert!(ann.data.contains("Subject: Hello Ann"), "{}", ann.data);
+    for header in [
+        format!("Message-ID: <c{id}.r"),
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\n".to_owned(),
+        "List-Unsubscribe: <http://".to_owned(),
+        "Date: ".to_owned(),
+    ] {
+        assert!(ann.data.contains(&header), "{header} in {}", ann.data);
+    }
+    let message_id = ann
+        .data
+        .lines()
+        .find(|l| l.starts_with("Message-ID: "))
+        .unwrap();
+    assert!(
+        message_id.ends_with("@example.com>"),
+        "on the sender's domain: {message_id}"
+    );
     assert!(
         ann.data.contains("Hi Ann (ann@example.com)"),
         "{}",
@@ -414,11 +431,36 @@ pub async fn opening_the_pixel_moves_the_contact_into_mail_open_occurred_and_lin
         ]
     );
 
-    let unsubscribe = link(&ann.data, "u");
+    // The header's link (RFC 8058): a GET, as a link scanner sends, only asks; the
+    // one-click POST a mail client sends unsubscribes.
+    let header = ann
+        .data
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe: <"))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe in {}", ann.data));
+    let unsubscribe = link(header, "u");
+    assert_eq!(
+        unsubscribe,
+        link(&ann.data[ann.data.find("\n\n").unwrap()..], "u")
+    );
+    let email_status = || async {
+        let contact: Value = app.get("/contacts/ann").await.json().await.unwrap();
+        contact["channels"]["email"].as_str().unwrap().to_owned()
+    };
     let r = app.client.get(&unsubscribe).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let contact: Value = app.get("/contacts/ann").await.json().await.unwrap();
-    assert_eq!(contact["channels"]["email"], "unsubscribed", "{contact}");
+    assert!(r.text().await.unwrap().contains("<form method=\"post\">"));
+    assert_eq!(email_status().await, "subscribed", "a GET changes nothing");
+    let r = app
+        .client
+        .post(&unsubscribe)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(email_status().await, "unsubscribed");
 }
 
 pub async fn forged_or_altered_links_are_not_found_and_record_nothing(mut app: TestApp) {
