@@ -15,6 +15,7 @@ use std::time::Duration;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use segmentd_rules::FieldValue;
 use segmentd_store::{
@@ -444,6 +445,8 @@ pub enum Rendered {
         subject: String,
         html: Option<String>,
         text: Option<String>,
+        /// Where replies go, when not to the sender.
+        reply_to: Option<String>,
         /// The recipient's signed unsubscribe link, for `List-Unsubscribe`.
         unsubscribe: String,
         /// The local part of the `Message-ID` (the sender's domain completes it): one
@@ -589,7 +592,8 @@ pub fn render(
                 from: text_of(&campaign.content, "from").unwrap_or_default(),
                 subject: plain("subject").unwrap_or_default(),
                 html,
-                text: plain("text"),
+                text: plain("text").map(|t| track_text_links(&t, links)),
+                reply_to: text_of(&campaign.content, "reply_to"),
                 unsubscribe,
                 message_key: format!("c{}.r{}", campaign.id, recipient.contact_id),
             }
@@ -635,6 +639,9 @@ impl Adapter {
                 if let Some((user, password)) = &s.smtp_credentials {
                     b = b.credentials(Credentials::new(user.clone(), password.clone()));
                 }
+                if let Some(name) = hello_name(s) {
+                    b = b.hello_name(ClientId::Domain(name));
+                }
                 Adapter::Smtp(b.build())
             }
             Channel::Sms => Adapter::Webhook(s.sms_webhook_url.clone()),
@@ -660,6 +667,7 @@ impl Adapter {
                     subject,
                     html,
                     text,
+                    reply_to,
                     unsubscribe,
                     message_key,
                 },
@@ -682,6 +690,13 @@ impl Adapter {
                     .message_id(Some(message_id))
                     .header(ListUnsubscribe(format!("<{unsubscribe}>")))
                     .header(ListUnsubscribePost);
+                let builder = match reply_to {
+                    Some(r) => builder.reply_to(
+                        r.parse()
+                            .map_err(|e| permanent(format!("bad reply-to address: {e}")))?,
+                    ),
+                    None => builder,
+                };
                 let email = match (html, text) {
                     (Some(h), Some(t)) => {
                         builder.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone()))
@@ -741,6 +756,15 @@ impl Adapter {
             _ => Err(permanent("wrong adapter".into())),
         }
     }
+}
+
+/// The EHLO name: as configured, else the host of the public URL (the name contacts
+/// reach this server by, so most likely the one its address resolves back to).
+fn hello_name(settings: &crate::settings::DeliverySettings) -> Option<String> {
+    settings.smtp_hello_name.clone().or_else(|| {
+        let url = reqwest::Url::parse(settings.public_url.as_deref()?).ok()?;
+        url.host_str().map(str::to_owned)
+    })
 }
 
 /// The `List-Unsubscribe` header (RFC 2369): the unsubscribe link in angle brackets.

@@ -41,6 +41,10 @@ pub struct SettingsArgs {
     pub smtp_username: Option<String>,
     #[arg(long, env = "SEGMENTD_SMTP_PASSWORD")]
     pub smtp_password: Option<String>,
+    /// The name segmentd gives in EHLO: the sending host's name, which receivers check
+    /// against its reverse DNS (default: the host of --public-url).
+    #[arg(long, env = "SEGMENTD_SMTP_HELLO_NAME")]
+    pub smtp_hello_name: Option<String>,
     /// The SMS provider's URL: each message is POSTed there as JSON.
     #[arg(long, env = "SEGMENTD_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
@@ -63,6 +67,7 @@ struct FileSettings {
     smtp_tls: Option<SmtpTls>,
     smtp_username: Option<String>,
     smtp_password: Option<String>,
+    smtp_hello_name: Option<String>,
     sms_webhook_url: Option<String>,
     push_webhook_url: Option<String>,
     public_url: Option<String>,
@@ -84,6 +89,8 @@ pub struct DeliverySettings {
     pub smtp_tls: SmtpTls,
     /// User name and password, when the server wants them.
     pub smtp_credentials: Option<(String, String)>,
+    /// The EHLO name; `None`: the host of the public URL, else lettre's default.
+    pub smtp_hello_name: Option<String>,
     pub sms_webhook_url: Option<String>,
     pub push_webhook_url: Option<String>,
     /// `None`: `http://` and the address the server listens on.
@@ -112,6 +119,7 @@ impl Default for DeliverySettings {
             smtp_port: 25,
             smtp_tls: SmtpTls::None,
             smtp_credentials: None,
+            smtp_hello_name: None,
             sms_webhook_url: None,
             push_webhook_url: None,
             public_url: None,
@@ -154,6 +162,7 @@ impl Settings {
                     smtp_port: args.smtp_port.or(file.smtp_port).unwrap_or(d.smtp_port),
                     smtp_tls: args.smtp_tls.or(file.smtp_tls).unwrap_or(d.smtp_tls),
                     smtp_credentials: user.zip(password),
+                    smtp_hello_name: args.smtp_hello_name.clone().or(file.smtp_hello_name),
                     sms_webhook_url: args.sms_webhook_url.clone().or(file.sms_webhook_url),
                     push_webhook_url: args.push_webhook_url.clone().or(file.push_webhook_url),
                     public_url: args.public_url.clone().or(file.public_url),

@@ -45,7 +45,9 @@ pub struct CampaignIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmailContent {
+    /// An address, with a sender name if wanted: `Shop <shop@example.com>`.
     from: String,
+    reply_to: Option<String>,
     subject: String,
     html: Option<String>,
     text: Option<String>,
@@ -168,6 +170,13 @@ async fn parse_campaign(
                         }
                         if c.from.parse::<lettre::message::Mailbox>().is_err() {
                             issues.push(Issue::new("content.from", "expected an e-mail address"));
+                        }
+                        if c.reply_to
+                            .as_deref()
+                            .is_some_and(|r| r.parse::<lettre::message::Mailbox>().is_err())
+                        {
+                            issues
+                                .push(Issue::new("content.reply_to", "expected an e-mail address"));
                         }
                         let _ = c.subject;
                     }

@@ -18,6 +18,8 @@ use crate::helpers::TestApp;
 /// quoted-printable soft breaks and `=3D` undone.
 #[derive(Debug, Clone)]
 struct Mail {
+    /// The name the client gave in EHLO.
+    hello: String,
     to: Vec<String>,
     data: String,
 }
@@ -40,10 +42,11 @@ async fn smtp_sink() -> (u16, Inbox) {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
                 write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-                let mut to = Vec::new();
+                let (mut to, mut hello) = (Vec::new(), String::new());
                 while let Ok(Some(line)) = lines.next_line().await {
                     let upper = line.to_ascii_uppercase();
                     let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        hello = line[4..].trim().to_owned();
                         b"250 sink\r\n"
                     } else if upper.starts_with("RCPT TO:") {
                         to.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
@@ -61,6 +64,7 @@ async fn smtp_sink() -> (u16, Inbox) {
                         }
                         let data = data.replace("=\n", "").replace("=3D", "=");
                         kept.lock().unwrap().push(Mail {
+                            hello: hello.clone(),
                             to: std::mem::take(&mut to),
                             data,
                         });
@@ -109,6 +113,7 @@ async fn deliver_to(app: &mut TestApp, smtp_port: u16, webhook: Option<&str>) {
         sms_webhook_url: webhook.map(str::to_owned),
         push_webhook_url: webhook.map(str::to_owned),
         retry_backoff: Duration::from_millis(10),
+        smtp_hello_name: Some("mail.shop.example".into()),
         ..DeliverySettings::default()
     };
     let server = Application::with_store_and_delivery(
@@ -220,7 +225,8 @@ fn email_campaign(targets: Vec<i64>, exclusions: Vec<i64>) -> Value {
         "name": "Spring sale",
         "channel": "email",
         "content": {
-            "from": "shop@example.com",
+            "from": "Shop <shop@example.com>",
+            "reply_to": "help@example.com",
             "subject": "Hello {{first_name}}",
             "html": "<html><body><p>Hi {{ first_name }} ({{email}})</p><a href=\"https://shop.example/sale\">Sale</a> <a href=\"{{unsubscribe_url}}\">Unsubscribe</a></body></html>",
             "text": "Hi {{first_name}}, see https://shop.example/sale"
@@ -296,6 +302,25 @@ pub async fn an_email_campaign_reaches_exactly_its_frozen_recipients_personalise
         ann.data
     );
     assert!(ann.data.contains("Hi Ann, see http"), "{}", ann.data);
+    assert!(
+        !ann.data.contains("see https://shop.example/sale"),
+        "the text part's link is tracked too: {}",
+        ann.data
+    );
+    assert_eq!(
+        ann.hello, "mail.shop.example",
+        "EHLO with the configured name"
+    );
+    for header in [
+        "From: Shop <shop@example.com>",
+        "Reply-To: help@example.com",
+    ] {
+        assert!(
+            ann.data.lines().any(|l| l == header),
+            "{header} in {}",
+            ann.data
+        );
+    }
     assert!(!ann.data.contains("{{"), "{}", ann.data);
     let list = recipients(&app, id).await;
     let got: Vec<(&str, &str)> = list
@@ -687,13 +712,13 @@ pub async fn bad_campaigns_are_refused_with_their_paths(app: TestApp) {
     let r = app
         .post(
             "/campaigns",
-            &json!({"name": "E", "channel": "email", "content": {"from": "nope", "subject": "s"}, "targets": [seg]}),
+            &json!({"name": "E", "channel": "email", "content": {"from": "nope", "reply_to": "no one", "subject": "s"}, "targets": [seg]}),
         )
         .await;
     crate::helpers::assert_error(
         r,
         StatusCode::UNPROCESSABLE_ENTITY,
-        &["content", "content.from"],
+        &["content", "content.from", "content.reply_to"],
     )
     .await;
     assert_eq!(
@@ -834,6 +859,7 @@ pub async fn required_starttls_refuses_a_server_without_it_and_each_failure_is_k
         smtp_port: port,
         smtp_tls: segmentd::settings::SmtpTls::Starttls,
         retry_backoff: Duration::from_millis(10),
+        smtp_hello_name: Some("mail.shop.example".into()),
         ..DeliverySettings::default()
     };
     let server = Application::with_store_and_delivery(
