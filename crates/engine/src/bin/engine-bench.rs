@@ -262,51 +262,11 @@ fn contact_events(seed: u64, i: usize, n: usize) -> Vec<Event> {
     out
 }
 
-fn workloads() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "five-condition mix",
-            json!({"all": [
-                {"field": "country", "op": "in", "value": ["C01", "C02", "C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10"]},
-                {"field": "age", "op": "between", "value": [25, 55]},
-                {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}},
-                {"custom_event": "purchase", "op": "occurred", "where": [{"property": "amount", "op": "greater_than", "value": 50}]},
-                {"field": "email", "op": "ends_with", "value": "1.com"}
-            ]}),
-        ),
-        (
-            "visit count in window",
-            json!({"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred",
-                   "min_count": 1, "within": {"last_days": 14}}),
-        ),
-        (
-            "not_occurred",
-            json!({"system_event": "MailClick", "op": "not_occurred", "within": {"last_days": 30}}),
-        ),
-        (
-            "fields only",
-            json!({"all": [
-                {"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
-                {"field": "newsletter", "op": "is_true"},
-                {"field": "city", "op": "starts_with", "value": "san "},
-                {"field": "signup", "op": "after", "value": {"relative_days": -730}}
-            ]}),
-        ),
-        (
-            "three-level nested",
-            json!({"any": [
-                {"all": [
-                    {"any": [{"field": "tier", "op": "equals", "value": "gold"},
-                             {"field": "ltv", "op": "greater_than", "value": 4000}]},
-                    {"system_event": "MailOpen", "op": "occurred", "min_count": 3}
-                ]},
-                {"all": [
-                    {"not": {"field": "churned", "op": "is_true"}},
-                    {"op": "occurred", "within": {"last_days": 7}}
-                ]}
-            ]}),
-        ),
-    ]
+/// The five workloads, `[name, rule]` pairs; `segmentd bench paths` reads the same file.
+const WORKLOADS: &str = include_str!("workloads.json");
+
+fn workloads() -> Vec<(String, Value)> {
+    serde_json::from_str(WORKLOADS).expect("workloads.json is a list of [name, rule] pairs")
 }
 
 /// The first id of the refresh workload's segments.
@@ -490,7 +450,7 @@ fn main() {
     let n = args.contacts;
     let clock = Clock::new(now(), &TimeZone::UTC);
     let catalog = catalog();
-    let rules: Vec<(&str, Rule)> = workloads()
+    let rules: Vec<(String, Rule)> = workloads()
         .into_iter()
         .map(
             |(name, json)| match parse_rule(&json, "rule", &catalog, None) {
@@ -712,7 +672,7 @@ fn main() {
 
 /// Time alone: saves the refresh workload's segments, adds events dated ahead of the
 /// clock, then advances the clock step by step, timing each refresh.
-fn refresh_workload(index: &mut Index, args: &Args, catalog: &Catalog, first: &[(&str, Rule)]) {
+fn refresh_workload(index: &mut Index, args: &Args, catalog: &Catalog, first: &[(String, Rule)]) {
     let n = args.contacts;
     let mut catalog = catalog.clone();
     let mut time_rules: Vec<(SegmentId, Rule)> = Vec::new();

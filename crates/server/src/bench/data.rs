@@ -135,52 +135,12 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The five saved-segment workloads of the engine benchmark (`engine-bench`), by name:
 /// the same rules, on the same shapes of data.
-pub fn workloads() -> [(&'static str, Value); 5] {
-    [
-        (
-            "five-condition mix",
-            json!({"all": [
-                {"field": "country", "op": "in", "value": ["C01", "C02", "C03", "C04", "C05", "C06", "C07", "C08", "C09", "C10"]},
-                {"field": "age", "op": "between", "value": [25, 55]},
-                {"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 30}},
-                {"custom_event": "purchase", "op": "occurred", "where": [{"property": "amount", "op": "greater_than", "value": 50}]},
-                {"field": "email", "op": "ends_with", "value": "1.com"}
-            ]}),
-        ),
-        (
-            "visit count in window",
-            json!({"visit_url": {"op": "contains", "value": "/pricing"}, "op": "occurred",
-                   "min_count": 1, "within": {"last_days": 14}}),
-        ),
-        (
-            "not_occurred",
-            json!({"system_event": "MailClick", "op": "not_occurred", "within": {"last_days": 30}}),
-        ),
-        (
-            "fields only",
-            json!({"all": [
-                {"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
-                {"field": "newsletter", "op": "is_true"},
-                {"field": "city", "op": "starts_with", "value": "san "},
-                {"field": "signup", "op": "after", "value": {"relative_days": -730}}
-            ]}),
-        ),
-        (
-            "three-level nested",
-            json!({"any": [
-                {"all": [
-                    {"any": [{"field": "tier", "op": "equals", "value": "gold"},
-                             {"field": "ltv", "op": "greater_than", "value": 4000}]},
-                    {"system_event": "MailOpen", "op": "occurred", "min_count": 3}
-                ]},
-                {"all": [
-                    {"not": {"field": "churned", "op": "is_true"}},
-                    {"op": "occurred", "within": {"last_days": 7}}
-                ]}
-            ]}),
-        ),
-    ]
+pub fn workloads() -> Vec<(String, Value)> {
+    serde_json::from_str(WORKLOADS).expect("workloads.json is a list of [name, rule] pairs")
 }
+
+/// The engine benchmark's file of workloads, so that both benches time the same rules.
+const WORKLOADS: &str = include_str!("../../../engine/src/bin/workloads.json");
 
 /// `bench paths`' contacts and their events, generated on demand.
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ const SEED: u64 = 42;
 
 /// A saved segment of the account: its workload's name and rule.
 pub struct Saved {
-    pub name: &'static str,
+    pub name: String,
     pub id: i64,
     pub rule: Value,
 }
@@ -438,7 +438,7 @@ pub async fn campaign_preview(ctx: &Ctx<'_>) -> anyhow::Result<(i64, PathRow, St
         .segments
         .iter()
         .find(|s| s.id == segment)
-        .map_or("?", |s| s.name);
+        .map_or("?", |s| s.name.as_str());
     let campaign = api
         .post(
             "/campaigns",
