@@ -38,7 +38,8 @@ pub enum Command {
         no_serve: bool,
     },
     /// Measure the service: `bench ingest` loads contacts and events through the API;
-    /// `bench paths` times every path a person takes, each beside its target.
+    /// `bench paths` times every path a person takes, each beside its target; `bench
+    /// send` delivers an e-mail campaign to a local SMTP sink and prints messages/s.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -114,6 +115,21 @@ pub enum BenchCommand {
         /// Seconds the readers run beside the writer in the mixed load.
         #[arg(long, default_value_t = 20)]
         mixed_seconds: u64,
+    },
+    /// Load contacts with e-mail addresses through the HTTP API, save a segment of them
+    /// all, send it an e-mail campaign (personalised, links tracked) over plain SMTP to
+    /// an SMTP sink in this process that accepts at once, and print messages/s, the
+    /// time to freeze, the sink's connections and the campaign's final counts. Fails
+    /// unless the sink received exactly one message per contact. Without --data-dir or
+    /// --database-url the data goes to a temporary directory, removed at the end; a
+    /// given data directory should be fresh (a campaign left sending there would be
+    /// resumed into the sink's count). The --smtp-* options are ignored: delivery goes
+    /// to the sink.
+    Send {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long, default_value_t = 100_000)]
+        contacts: usize,
     },
 }
 
@@ -276,6 +292,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 crate::bench::run_paths(&settings, &bench).await?.render()
             );
+        }
+        Command::Bench {
+            command: BenchCommand::Send { settings, contacts },
+        } => {
+            let scratch = (settings.data_dir.is_none()
+                && settings.database_url.is_none()
+                && settings.config.is_none())
+            .then(crate::bench::send::scratch_dir);
+            let mut settings = Settings::resolve(&settings)?;
+            if let Some(dir) = &scratch {
+                settings.data_dir = dir.clone();
+            }
+            let report =
+                crate::bench::run_send(&settings, &crate::bench::SendBench { contacts }).await;
+            if let Some(dir) = &scratch {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let report = report?;
+            print!("{}", report.render());
+            anyhow::ensure!(report.ok, "bench send failed: {}", report.verdict);
         }
         Command::Account {
             command:

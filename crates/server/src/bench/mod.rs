@@ -7,6 +7,8 @@
 //! - [`paths`]: `bench paths`, every path a person takes through the panel and the API
 //!   (builder, live count, lists, pages, search, explain, campaigns, restart, memory, reads
 //!   under a write load), each figure next to its target.
+//! - [`send`]: `bench send`, an e-mail campaign to every contact delivered to a local
+//!   SMTP [`sink`], and the messages/s it reached.
 //!
 //! Here is what they share: sending batches with several clients, an API-key client,
 //! latency percentiles, and the process's resident memory. [`data`] generates the
@@ -21,7 +23,9 @@ pub mod mixed;
 pub mod panel;
 pub mod paths;
 pub mod report;
+pub mod send;
 pub mod server;
+pub mod sink;
 pub mod timed;
 
 use std::future::Future;
@@ -35,6 +39,7 @@ use tokio::task::JoinSet;
 pub use ingest::{IngestBench, IngestReport, run_ingest};
 pub use paths::{PathsBench, run_paths};
 pub use report::PathsReport;
+pub use send::{SendBench, SendReport, run_send};
 
 /// Builds the body of batch `k` (of however many there are). Called by whichever
 /// client sends that batch, just before it sends it.

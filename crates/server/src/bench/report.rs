@@ -68,7 +68,8 @@ fn yes(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }
 
-fn figures(out: &mut String, rows: &[FigureRow]) {
+/// A table of figures, each beside its target.
+pub fn figures(out: &mut String, rows: &[FigureRow]) {
     let _ = writeln!(out, "| what | figure | target | met |");
     let _ = writeln!(out, "| --- | ---: | --- | --- |");
     for r in rows {

@@ -1,4 +1,5 @@
-//! The binary itself: `demo`, `account create`, and configuration from a file.
+//! The binary itself: `demo`, `account create`, configuration from a file, and the
+//! benchmarks at tiny sizes.
 
 use std::process::Command;
 
@@ -277,4 +278,45 @@ fn bench_paths_times_every_path_and_prints_each_beside_its_target() {
             found[0]
         );
     }
+}
+
+/// The send benchmark end to end on a small audience: an e-mail campaign through the API
+/// to the bench's own SMTP sink, every message accepted there (the bench fails
+/// otherwise), and the rate printed.
+#[test]
+fn bench_send_delivers_one_message_per_contact_to_the_sink_and_prints_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = segmentd()
+        .args(["bench", "send", "--contacts", "200", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SEGMENTD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("## segmentd bench send: sqlite, 200 contacts"),
+        "{stdout}"
+    );
+    for line in [
+        "| messages/s (sink count / send call -> the sink has every message) | ",
+        "| sink: messages accepted | 200 | ",
+        "| campaign status (GET /api/v1/campaigns/{id}) | sent | ",
+        "| recipients by status (GET /api/v1/campaigns/{id}/recipients) | sent 200 | ",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(line)),
+            "{line:?}\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "OK: the sink received exactly 200 messages, one per contact"),
+        "{stdout}"
+    );
 }
