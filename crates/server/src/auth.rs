@@ -39,6 +39,24 @@ pub async fn issue_api_key(
 /// The account whose API key came with the request (`Authorization: Bearer <key>`).
 pub struct Authenticated(pub Account);
 
+/// The API key an `Authorization` header carries: `Bearer KEY`, or HTTP Basic with the
+/// key as the password (the user name is ignored), for senders of webhooks that can
+/// only put credentials in the URL (`https://any:KEY@host/…`: Amazon SNS, SendGrid).
+fn api_key_of(header: &str) -> Option<String> {
+    use base64::Engine;
+    let key = if let Some(bearer) = header.strip_prefix("Bearer ") {
+        bearer.trim().to_owned()
+    } else {
+        let encoded = header.strip_prefix("Basic ")?.trim();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let pair = String::from_utf8(decoded).ok()?;
+        pair.split_once(':')?.1.to_owned()
+    };
+    key.starts_with(KEY_PREFIX).then_some(key)
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
@@ -48,11 +66,8 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|k| k.starts_with(KEY_PREFIX))
-            .ok_or(ApiError::Unauthorized)?;
+        let key = api_key_of(header).ok_or(ApiError::Unauthorized)?;
+        let key = key.as_str();
         let account = state
             .store
             .account_by_api_key(&hash_api_key(key))

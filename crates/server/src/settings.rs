@@ -54,6 +54,28 @@ pub struct SettingsArgs {
     /// The URL contacts reach this server at, for tracking links (default: http://LISTEN).
     #[arg(long, env = "SEGMENTD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Messages in flight at once, across campaigns (default 32).
+    #[arg(long, env = "SEGMENTD_SEND_CONCURRENCY")]
+    pub send_concurrency: Option<usize>,
+    /// Messages in flight at once for one campaign (default 16).
+    #[arg(long, env = "SEGMENTD_CAMPAIGN_CONCURRENCY")]
+    pub campaign_concurrency: Option<usize>,
+    /// At most this many messages a second, across campaigns (default: no limit).
+    #[arg(long, env = "SEGMENTD_SEND_RATE")]
+    pub send_rate: Option<u32>,
+    /// How long temporary failures are retried, in seconds (default 86400: 24 hours).
+    #[arg(long, env = "SEGMENTD_RETRY_FOR")]
+    pub retry_for: Option<u64>,
+    /// A campaign pauses itself after this many failed attempts in a row (default 25).
+    #[arg(long, env = "SEGMENTD_PAUSE_AFTER_ERRORS")]
+    pub pause_after_errors: Option<u32>,
+    /// The secret SMS and push webhooks are signed with (HMAC-SHA256, header
+    /// `Segmentd-Signature`); unsigned without it.
+    #[arg(long, env = "SEGMENTD_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// An `Authorization` header value sent with every SMS and push webhook.
+    #[arg(long, env = "SEGMENTD_WEBHOOK_AUTHORIZATION")]
+    pub webhook_authorization: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +93,13 @@ struct FileSettings {
     sms_webhook_url: Option<String>,
     push_webhook_url: Option<String>,
     public_url: Option<String>,
+    send_concurrency: Option<usize>,
+    campaign_concurrency: Option<usize>,
+    send_rate: Option<u32>,
+    retry_for: Option<u64>,
+    pause_after_errors: Option<u32>,
+    webhook_secret: Option<String>,
+    webhook_authorization: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,8 +124,30 @@ pub struct DeliverySettings {
     pub push_webhook_url: Option<String>,
     /// `None`: `http://` and the address the server listens on.
     pub public_url: Option<String>,
-    /// The first retry waits this long, each next one twice as long.
+    /// The first retry waits this long, each next one twice as long (up to
+    /// `retry_max_backoff`); a provider's `Retry-After` is taken instead when given.
     pub retry_backoff: std::time::Duration,
+    pub retry_max_backoff: std::time::Duration,
+    /// Temporary failures are retried until this long after the first attempt.
+    pub retry_for: std::time::Duration,
+    /// Messages in flight at once, across campaigns.
+    pub send_concurrency: usize,
+    /// Messages in flight at once for one campaign.
+    pub campaign_concurrency: usize,
+    /// Messages a second across campaigns; `None`: no limit.
+    pub send_rate: Option<u32>,
+    /// Failed attempts in a row after which a campaign pauses itself.
+    pub pause_after_errors: u32,
+    /// Signs webhook bodies (HMAC-SHA256) when set.
+    pub webhook_secret: Option<String>,
+    /// Sent as `Authorization` with every webhook when set.
+    pub webhook_authorization: Option<String>,
+    /// How long a webhook may take before its outcome counts as unknown.
+    pub webhook_timeout: std::time::Duration,
+    /// Whether this process runs the background worker: scheduled campaigns sent when
+    /// due, and sending ones taken up after a restart or a resume elsewhere. A process
+    /// without it still delivers what is sent or resumed through it.
+    pub worker: bool,
 }
 
 /// How the SMTP connection is secured.
@@ -123,7 +174,17 @@ impl Default for DeliverySettings {
             sms_webhook_url: None,
             push_webhook_url: None,
             public_url: None,
-            retry_backoff: std::time::Duration::from_millis(500),
+            retry_backoff: std::time::Duration::from_secs(60),
+            retry_max_backoff: std::time::Duration::from_secs(3600),
+            retry_for: std::time::Duration::from_secs(24 * 3600),
+            send_concurrency: 32,
+            campaign_concurrency: 16,
+            send_rate: None,
+            pause_after_errors: 25,
+            webhook_secret: None,
+            webhook_authorization: None,
+            webhook_timeout: std::time::Duration::from_secs(30),
+            worker: true,
         }
     }
 }
@@ -166,7 +227,33 @@ impl Settings {
                     sms_webhook_url: args.sms_webhook_url.clone().or(file.sms_webhook_url),
                     push_webhook_url: args.push_webhook_url.clone().or(file.push_webhook_url),
                     public_url: args.public_url.clone().or(file.public_url),
-                    retry_backoff: d.retry_backoff,
+                    send_concurrency: args
+                        .send_concurrency
+                        .or(file.send_concurrency)
+                        .unwrap_or(d.send_concurrency)
+                        .max(1),
+                    campaign_concurrency: args
+                        .campaign_concurrency
+                        .or(file.campaign_concurrency)
+                        .unwrap_or(d.campaign_concurrency)
+                        .max(1),
+                    send_rate: args.send_rate.or(file.send_rate).filter(|r| *r > 0),
+                    retry_for: args
+                        .retry_for
+                        .or(file.retry_for)
+                        .map(std::time::Duration::from_secs)
+                        .unwrap_or(d.retry_for),
+                    pause_after_errors: args
+                        .pause_after_errors
+                        .or(file.pause_after_errors)
+                        .unwrap_or(d.pause_after_errors)
+                        .max(1),
+                    webhook_secret: args.webhook_secret.clone().or(file.webhook_secret),
+                    webhook_authorization: args
+                        .webhook_authorization
+                        .clone()
+                        .or(file.webhook_authorization),
+                    ..d
                 }
             },
         })

@@ -129,7 +129,9 @@ impl Application {
             catalogs: Arc::default(),
             campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
         };
-        crate::campaigns::start_worker(state.clone()).await?;
+        if state.campaigns.settings.worker {
+            crate::campaigns::start_worker(state.clone()).await?;
+        }
         Ok(Application { listener, state })
     }
 

@@ -10,13 +10,14 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use hmac::{Hmac, Mac};
 use segmentd_rules::SystemEventKind;
 use segmentd_store::{
-    AccountId, CampaignId, Channel, ContactUpsert, EmailStatus, EventBody, NewEvent, Patch, Store,
+    AccountId, CampaignId, Channel, ContactUpsert, EmailStatus, Engagement, EventBody, NewEvent,
+    Patch, Store,
 };
 use serde::Deserialize;
 use sha2::Sha256;
@@ -208,19 +209,81 @@ async fn record(
     }
 }
 
-async fn open(State(state): State<AppState>, Path(link): Path<LinkPath>) -> Response {
+/// Whether an open was made by a machine rather than a person: a request with no
+/// user agent, Apple Mail Privacy Protection's prefetcher (whose user agent is exactly
+/// `Mozilla/5.0`), or a link scanner, crawler or HTTP library that names itself.
+/// Gmail's and Yahoo's image proxies fetch when a person opens the message: human.
+pub fn machine_open(user_agent: Option<&str>) -> bool {
+    const MACHINES: [&str; 14] = [
+        "bot",
+        "crawler",
+        "spider",
+        "barracuda",
+        "mimecast",
+        "proofpoint",
+        "safelinks",
+        "scanner",
+        "curl/",
+        "wget/",
+        "python-",
+        "go-http-client",
+        "java/",
+        "okhttp",
+    ];
+    let Some(ua) = user_agent.map(str::trim).filter(|ua| !ua.is_empty()) else {
+        return true;
+    };
+    if ua == "Mozilla/5.0" {
+        return true;
+    }
+    let ua = ua.to_ascii_lowercase();
+    MACHINES.iter().any(|m| ua.contains(m))
+}
+
+/// Counts what a recipient did into the campaign's statistics.
+async fn engage(
+    state: &AppState,
+    account: &segmentd_store::Account,
+    link: &LinkPath,
+    what: Engagement,
+) {
+    if let Err(e) = state
+        .store
+        .record_engagement(account.id, link.1, link.2, what, state.clock.now())
+        .await
+    {
+        tracing::warn!(error = %e, "recording a campaign's engagement failed");
+    }
+}
+
+/// A human open becomes a `MailOpen` event (segments see it) and counts once per
+/// recipient; a machine open (see [`machine_open`]) is only counted, apart, so that
+/// segments on opens see people.
+async fn open(
+    State(state): State<AppState>,
+    Path(link): Path<LinkPath>,
+    headers: HeaderMap,
+) -> Response {
     let Some((account, contact, _)) = verified(&state, &link, LinkKind::Open, None).await else {
         return not_found();
     };
-    record(
-        &state,
-        &account,
-        contact,
-        SystemEventKind::MailOpen,
-        link.1,
-        None,
-    )
-    .await;
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    if machine_open(user_agent) {
+        engage(&state, &account, &link, Engagement::MachineOpen).await;
+    } else {
+        engage(&state, &account, &link, Engagement::Open).await;
+        record(
+            &state,
+            &account,
+            contact,
+            SystemEventKind::MailOpen,
+            link.1,
+            None,
+        )
+        .await;
+    }
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -249,6 +312,7 @@ async fn click(
         Channel::Sms => SystemEventKind::SmsClick,
         Channel::Push => SystemEventKind::PushClick,
     };
+    engage(&state, &account, &link, Engagement::Click).await;
     record(&state, &account, contact, kind, link.1, Some(url.clone())).await;
     // The destination gets the visitor token, which the tracking script keeps.
     let destination = match Signer::for_account(state.store.as_ref(), account.id).await {
@@ -402,6 +466,7 @@ async fn unsubscribe(State(state): State<AppState>, Path(link): Path<LinkPath>) 
         tracing::error!(error = %e, "unsubscribing failed");
         return (StatusCode::INTERNAL_SERVER_ERROR, "please try again later").into_response();
     }
+    engage(&state, &account, &link, Engagement::Unsubscribe).await;
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         "<!doctype html><title>Unsubscribed</title><p>You will receive no more e-mails from us.</p>",

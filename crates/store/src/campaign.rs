@@ -32,14 +32,16 @@ impl Channel {
     }
 }
 
-/// `Draft` → (`Scheduled` →) `Sending` (recipients frozen) → `Sent` (every recipient
-/// has a final status).
+/// `Draft` → (`Scheduled` →) `Sending` (recipients frozen) ⇄ `Paused`, → `Sent` (every
+/// recipient has a final status). A scheduled campaign can be `Cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignStatus {
     Draft,
     Scheduled,
     Sending,
+    Paused,
     Sent,
+    Cancelled,
 }
 
 impl CampaignStatus {
@@ -48,7 +50,9 @@ impl CampaignStatus {
             CampaignStatus::Draft => "draft",
             CampaignStatus::Scheduled => "scheduled",
             CampaignStatus::Sending => "sending",
+            CampaignStatus::Paused => "paused",
             CampaignStatus::Sent => "sent",
+            CampaignStatus::Cancelled => "cancelled",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -56,7 +60,9 @@ impl CampaignStatus {
             "draft" => Some(CampaignStatus::Draft),
             "scheduled" => Some(CampaignStatus::Scheduled),
             "sending" => Some(CampaignStatus::Sending),
+            "paused" => Some(CampaignStatus::Paused),
             "sent" => Some(CampaignStatus::Sent),
+            "cancelled" => Some(CampaignStatus::Cancelled),
             _ => None,
         }
     }
@@ -73,6 +79,8 @@ pub struct CampaignDraft {
     pub targets: Vec<SegmentId>,
     pub exclusions: Vec<SegmentId>,
     pub scheduled_at: Option<Timestamp>,
+    /// At most this many messages a second for this campaign (besides the global limit).
+    pub rate_per_second: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,16 +101,32 @@ pub struct Campaign {
     pub sent_at: Option<Timestamp>,
     /// The excluded counts by reason at freezing time, as JSON.
     pub excluded: Option<serde_json::Value>,
+    /// Why it is paused, when it is.
+    pub status_reason: Option<String>,
+    pub rate_per_second: Option<u32>,
 }
 
-/// `Sending` is written (and committed) just before a delivery attempt: a recipient
-/// found in it after a crash may or may not have been reached.
+/// What a guarded campaign change did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Done; the campaign as it is now (`None` after a delete).
+    Done(Option<Campaign>),
+    NotFound,
+    /// Refused: the campaign is in this status, which the change does not start from.
+    Refused(CampaignStatus),
+}
+
+/// `Sending` is written (and committed) just before a delivery attempt. An attempt whose
+/// outcome never came back (a timeout after the message went out, a crash during it) is
+/// `Unknown` and never retried blindly. `Bounced` is a hard bounce of the address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecipientStatus {
     Queued,
     Sending,
     Sent,
     Failed,
+    Bounced,
+    Unknown,
 }
 
 impl RecipientStatus {
@@ -112,6 +136,8 @@ impl RecipientStatus {
             RecipientStatus::Sending => "sending",
             RecipientStatus::Sent => "sent",
             RecipientStatus::Failed => "failed",
+            RecipientStatus::Bounced => "bounced",
+            RecipientStatus::Unknown => "unknown",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -120,6 +146,8 @@ impl RecipientStatus {
             "sending" => Some(RecipientStatus::Sending),
             "sent" => Some(RecipientStatus::Sent),
             "failed" => Some(RecipientStatus::Failed),
+            "bounced" => Some(RecipientStatus::Bounced),
+            "unknown" => Some(RecipientStatus::Unknown),
             _ => None,
         }
     }
@@ -162,6 +190,61 @@ pub struct Recipient {
     pub status: RecipientStatus,
     pub reason: Option<String>,
     pub attempts: u32,
+    /// When a queued recipient is due again after a temporary failure.
+    pub next_attempt_at: Option<Timestamp>,
+    /// When it was first tried: temporary failures are retried for a bounded time.
+    pub first_attempt_at: Option<Timestamp>,
+}
+
+/// One attempt's result, as delivery records it (many in one transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub contact_id: ContactId,
+    /// `Queued` (a retry is due at `next_attempt_at`, or the attempt never started),
+    /// `Sent`, `Failed`, `Bounced` or `Unknown`.
+    pub status: RecipientStatus,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// Something a recipient did (or that happened to them) after delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engagement {
+    /// A human open (the first one counts).
+    Open,
+    /// An open by a known prefetcher or proxy (every one counts; see docs/semantics.md).
+    MachineOpen,
+    Click,
+    Unsubscribe,
+    Complaint,
+    /// A bounce reported after the message was accepted.
+    Bounce,
+}
+
+impl Engagement {
+    /// The activity kind it is counted under.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Engagement::Open => "open",
+            Engagement::MachineOpen => "machine_open",
+            Engagement::Click => "click",
+            Engagement::Unsubscribe => "unsubscribe",
+            Engagement::Complaint => "complaint",
+            Engagement::Bounce => "bounced",
+        }
+    }
+}
+
+/// How many things of one kind happened in a campaign during one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityBucket {
+    /// The hour's start.
+    pub hour: Timestamp,
+    /// `sent`, `failed`, `bounced`, `unknown`, `open`, `machine_open`, `click`,
+    /// `unsubscribe` or `complaint`.
+    pub kind: String,
+    pub n: u64,
 }
 
 /// How many of a campaign's frozen recipients are in each delivery status.
@@ -171,11 +254,13 @@ pub struct RecipientCounts {
     pub sending: u64,
     pub sent: u64,
     pub failed: u64,
+    pub bounced: u64,
+    pub unknown: u64,
 }
 
 impl RecipientCounts {
     pub fn total(&self) -> u64 {
-        self.queued + self.sending + self.sent + self.failed
+        self.queued + self.sending + self.sent + self.failed + self.bounced + self.unknown
     }
 
     /// Adds `n` recipients of the status spelled `status`.
@@ -185,12 +270,15 @@ impl RecipientCounts {
             Some(RecipientStatus::Sending) => self.sending += n,
             Some(RecipientStatus::Sent) => self.sent += n,
             Some(RecipientStatus::Failed) => self.failed += n,
+            Some(RecipientStatus::Bounced) => self.bounced += n,
+            Some(RecipientStatus::Unknown) => self.unknown += n,
             None => {}
         }
     }
 }
 
-/// A campaign the delivery worker must look at: `Sending`, or `Scheduled` and due.
+/// A campaign the delivery worker must look at: `Sending` or `Paused`, or `Scheduled`
+/// and due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CampaignToRun {
     pub account_id: AccountId,

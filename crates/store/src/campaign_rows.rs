@@ -4,10 +4,10 @@ use crate::common::{ContactRow, FieldTypes, from_ms};
 use crate::*;
 
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, account_id, name, channel, content, targets, exclusions, status, \
-     scheduled_at, created_at, frozen_at, sent_at, excluded";
+     scheduled_at, created_at, frozen_at, sent_at, excluded, status_reason, rate_per_second";
 
-pub(crate) const RECIPIENT_COLUMNS: &str =
-    "contact_id, external_id, address, status, reason, attempts";
+pub(crate) const RECIPIENT_COLUMNS: &str = "contact_id, external_id, address, status, reason, attempts, \
+     next_attempt_at, first_attempt_at";
 
 pub(crate) struct CampaignRow {
     id: i64,
@@ -23,6 +23,8 @@ pub(crate) struct CampaignRow {
     frozen_at: Option<i64>,
     sent_at: Option<i64>,
     excluded: Option<String>,
+    status_reason: Option<String>,
+    rate_per_second: Option<i64>,
 }
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for CampaignRow
@@ -46,6 +48,8 @@ where
             frozen_at: row.try_get("frozen_at")?,
             sent_at: row.try_get("sent_at")?,
             excluded: row.try_get("excluded")?,
+            status_reason: row.try_get("status_reason")?,
+            rate_per_second: row.try_get("rate_per_second")?,
         })
     }
 }
@@ -80,6 +84,10 @@ impl CampaignRow {
                 .as_deref()
                 .map(|t| json(t, "excluded"))
                 .transpose()?,
+            status_reason: self.status_reason,
+            rate_per_second: self
+                .rate_per_second
+                .map(|r| u32::try_from(r.max(1)).unwrap_or(u32::MAX)),
         })
     }
 }
@@ -91,6 +99,8 @@ pub(crate) struct RecipientRow {
     status: String,
     reason: Option<String>,
     attempts: i64,
+    next_attempt_at: i64,
+    first_attempt_at: Option<i64>,
 }
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for RecipientRow
@@ -107,6 +117,8 @@ where
             status: row.try_get("status")?,
             reason: row.try_get("reason")?,
             attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            first_attempt_at: row.try_get("first_attempt_at")?,
         })
     }
 }
@@ -121,6 +133,11 @@ impl RecipientRow {
                 .ok_or_else(|| StoreError::Corrupt(format!("recipient status {}", self.status)))?,
             reason: self.reason,
             attempts: u32::try_from(self.attempts.max(0)).unwrap_or(u32::MAX),
+            next_attempt_at: match self.next_attempt_at {
+                0 => None,
+                ms => Some(from_ms(ms)?),
+            },
+            first_attempt_at: opt_ms(self.first_attempt_at)?,
         })
     }
 }
@@ -168,4 +185,60 @@ pub(crate) fn chunk_recipients(
 /// A contact row read for its addresses only (see `ADDRESS_COLUMNS`).
 pub(crate) fn decode_for_address(row: ContactRow) -> Result<Contact> {
     row.decode(&FieldTypes::new())
+}
+
+/// The start of the hour `ms` falls in, as activity is counted.
+pub(crate) fn hour_of(ms: i64) -> i64 {
+    ms - ms.rem_euclid(3_600_000)
+}
+
+/// How many outcomes of each final kind a batch holds, for the activity counts.
+pub(crate) fn outcome_kinds(outcomes: &[Outcome]) -> Vec<(&'static str, i64)> {
+    let mut counts: Vec<(&'static str, i64)> = Vec::new();
+    for o in outcomes {
+        let kind = match o.status {
+            RecipientStatus::Sent => "sent",
+            RecipientStatus::Failed => "failed",
+            RecipientStatus::Bounced => "bounced",
+            RecipientStatus::Unknown => "unknown",
+            RecipientStatus::Queued | RecipientStatus::Sending => continue,
+        };
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
+}
+
+/// The SQL condition (on `contacts c`) that a contact can still be reached on `channel`:
+/// the rule of [`Contact::address`], for a recipient sent again.
+pub(crate) fn reachable_sql(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => {
+            "c.email IS NOT NULL AND (c.email_status IS NULL OR c.email_status = 'subscribed')"
+        }
+        Channel::Sms => {
+            "c.phone IS NOT NULL AND (c.sms_status IS NULL OR c.sms_status = 'subscribed')"
+        }
+        Channel::Push => "c.push_tokens <> '[]'",
+    }
+}
+
+/// The SQL list of `statuses`, quoted (they are our own fixed words, never user text).
+pub(crate) fn status_list(statuses: &[RecipientStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The SQL list of campaign `statuses`, quoted.
+pub(crate) fn campaign_status_list(statuses: &[CampaignStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -277,16 +277,17 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         id: CampaignId,
     ) -> Result<Vec<Recipient>>;
-    /// A page of the frozen recipients, sorted by external id, strictly after
-    /// `after_external_id`.
     /// How many frozen recipients are in each status (one grouped count, no rows read
     /// out).
     async fn recipient_counts(&self, account: AccountId, id: CampaignId)
     -> Result<RecipientCounts>;
+    /// A page of the frozen recipients (only those in `status`, when given), sorted by
+    /// external id, strictly after `after_external_id`.
     async fn campaign_recipients_page(
         &self,
         account: AccountId,
         id: CampaignId,
+        status: Option<RecipientStatus>,
         after_external_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Recipient>>;
@@ -302,15 +303,107 @@ pub trait Store: Send + Sync + 'static {
         attempts: u32,
         now: Timestamp,
     ) -> Result<()>;
-    /// `Sending` → `Sent`; `false` if the campaign was not `Sending`.
+    /// `Sending` → `Sent` when no recipient is queued or sending; `false` (nothing
+    /// changed) otherwise.
     async fn finish_campaign(
         &self,
         account: AccountId,
         id: CampaignId,
         now: Timestamp,
     ) -> Result<bool>;
-    /// Across accounts: campaigns `Sending`, and `Scheduled` ones due at `now`.
+    /// Across accounts: campaigns `Sending` or `Paused`, and `Scheduled` ones due at
+    /// `now`.
     async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>>;
+    /// Changes a `Draft` or `Scheduled` campaign to what `draft` says (its status
+    /// following `scheduled_at`).
+    async fn update_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        draft: &CampaignDraft,
+    ) -> Result<Transition>;
+    /// Moves the campaign to `to` (with `reason`, cleared when `None`) if it is in one
+    /// of `from`.
+    async fn set_campaign_status(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        reason: Option<&str>,
+    ) -> Result<Transition>;
+    /// Deletes a `Draft` or `Cancelled` campaign.
+    async fn delete_campaign(&self, account: AccountId, id: CampaignId) -> Result<Transition>;
+    /// In one statement: up to `limit` queued recipients due at `now` (soonest first)
+    /// become `Sending` with one more attempt (the first one's time kept), and are
+    /// returned as they are now.
+    async fn claim_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Recipient>>;
+    /// In one transaction: each outcome's recipient, if still `Sending`, takes its
+    /// status, reason, attempts and next attempt time; final ones are counted into the
+    /// hour's activity.
+    async fn record_outcomes(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Recipients left `Sending` (a run stopped mid-attempt) become `Unknown` with
+    /// `reason`; how many.
+    async fn settle_interrupted(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// When the soonest queued recipient is due, if any is queued.
+    async fn next_attempt_at(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Option<Timestamp>>;
+    /// Recipients in `statuses` whose contact can still be reached on the campaign's
+    /// channel are queued again (due at once, attempts kept); a `Sent` campaign with
+    /// any becomes `Sending`. How many.
+    async fn requeue_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        statuses: &[RecipientStatus],
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Records what a recipient did: `true` when it counted (the first open or click of
+    /// the recipient, every machine open, the first unsubscribe or complaint, a bounce
+    /// of a message that had been sent). `false` for a contact the campaign never had.
+    async fn record_engagement(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        engagement: Engagement,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// The campaign's activity per hour and kind, oldest first.
+    async fn campaign_activity(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<ActivityBucket>>;
+    /// The contacts (at most 100, addresses only) whose e-mail address (or phone number,
+    /// for SMS; push has none) is `address`, exactly.
+    async fn contacts_by_address(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Vec<Contact>>;
     /// The account's tracking-link key: the stored one, or `candidate`, stored now.
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String>;
 }

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use segmentd_rules::SegmentId;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use crate::campaign_rows::*;
 use crate::common::*;
@@ -85,6 +85,47 @@ fn account_from_row(row: &PgRow) -> Result<Account> {
         name: row.try_get("name")?,
         time_zone: row.try_get("time_zone")?,
     })
+}
+
+impl PostgresStore {
+    /// What a guarded campaign change that touched `changed` rows did.
+    async fn transition(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        changed: u64,
+    ) -> Result<Transition> {
+        let campaign = self.campaign(account, id).await?;
+        Ok(match (changed, campaign) {
+            (0, None) => Transition::NotFound,
+            (0, Some(c)) => Transition::Refused(c.status),
+            (_, c) => Transition::Done(c),
+        })
+    }
+}
+
+/// Adds `n` to the campaign's count of `kind` for the hour of `now_ms`.
+async fn add_activity(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    account: AccountId,
+    id: CampaignId,
+    kind: &str,
+    n: i64,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO campaign_activity (campaign_id, account_id, hour, kind, n) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (campaign_id, kind, hour) DO UPDATE SET n = campaign_activity.n + excluded.n",
+    )
+    .bind(id)
+    .bind(account)
+    .bind(hour_of(now_ms))
+    .bind(kind)
+    .bind(n)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -960,7 +1001,8 @@ impl Store for PostgresStore {
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (account_id, name, channel, content, targets, exclusions, status, \
-             scheduled_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+             scheduled_at, created_at, rate_per_second) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(account)
         .bind(&draft.name)
@@ -971,6 +1013,7 @@ impl Store for PostgresStore {
         .bind(status.as_str())
         .bind(draft.scheduled_at.map(to_ms))
         .bind(to_ms(now))
+        .bind(draft.rate_per_second.map(i64::from))
         .fetch_one(&self.pool)
         .await?;
         self.campaign(account, id)
@@ -1115,36 +1158,31 @@ impl Store for PostgresStore {
         &self,
         account: AccountId,
         id: CampaignId,
+        status: Option<RecipientStatus>,
         after_external_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Recipient>> {
-        // `external_id` has the "C" collation: byte order, as on SQLite.
-        let rows: Vec<RecipientRow> = match after_external_id {
-            Some(after) => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
-                     WHERE campaign_id = $1 AND account_id = $2 AND external_id > $3 \
-                     ORDER BY external_id LIMIT $4"
-                )))
-                .bind(id)
-                .bind(account)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
-                     WHERE campaign_id = $1 AND account_id = $2 ORDER BY external_id LIMIT $3"
-                )))
-                .bind(id)
-                .bind(account)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+        // As on SQLite; `external_id` has the "C" collation: byte order.
+        let sql = match status {
+            Some(_) => format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                 WHERE campaign_id = $1 AND account_id = $2 AND status = $3::text \
+                 AND external_id > coalesce($4::text, '') ORDER BY external_id LIMIT $5"
+            ),
+            None => format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                 WHERE campaign_id = $1 AND account_id = $2 AND $3::text IS NULL \
+                 AND external_id > coalesce($4::text, '') ORDER BY external_id LIMIT $5"
+            ),
         };
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(account)
+            .bind(status.map(RecipientStatus::as_str))
+            .bind(after_external_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(RecipientRow::decode).collect()
     }
 
@@ -1218,7 +1256,9 @@ impl Store for PostgresStore {
     ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE campaigns SET status = 'sent', sent_at = $1 \
-             WHERE account_id = $2 AND id = $3 AND status = 'sending'",
+             WHERE account_id = $2 AND id = $3 AND status = 'sending' \
+             AND NOT EXISTS (SELECT 1 FROM campaign_recipients \
+                             WHERE campaign_id = campaigns.id AND status IN ('queued', 'sending'))",
         )
         .bind(to_ms(now))
         .bind(account)
@@ -1232,7 +1272,7 @@ impl Store for PostgresStore {
     async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>> {
         let rows = sqlx::query(
             "SELECT account_id, id, status FROM campaigns \
-             WHERE status = 'sending' OR (status = 'scheduled' AND scheduled_at <= $1) ORDER BY id",
+             WHERE status IN ('sending', 'paused') OR (status = 'scheduled' AND scheduled_at <= $1) ORDER BY id",
         )
         .bind(to_ms(now))
         .fetch_all(&self.pool)
@@ -1248,6 +1288,335 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn update_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        draft: &CampaignDraft,
+    ) -> Result<Transition> {
+        let updated = sqlx::query(
+            "UPDATE campaigns SET name = $1, channel = $2, content = $3, targets = $4, exclusions = $5, \
+             scheduled_at = $6, rate_per_second = $7, \
+             status = CASE WHEN $8::bigint IS NULL THEN 'draft' ELSE 'scheduled' END \
+             WHERE account_id = $9 AND id = $10 AND status IN ('draft', 'scheduled')",
+        )
+        .bind(&draft.name)
+        .bind(draft.channel.as_str())
+        .bind(to_json_text(&draft.content)?)
+        .bind(to_json_text(&draft.targets)?)
+        .bind(to_json_text(&draft.exclusions)?)
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(draft.rate_per_second.map(i64::from))
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(account)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.transition(account, id, updated).await
+    }
+
+    async fn set_campaign_status(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        reason: Option<&str>,
+    ) -> Result<Transition> {
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE campaigns SET status = $1, status_reason = $2 \
+             WHERE account_id = $3 AND id = $4 AND status IN ({})",
+            campaign_status_list(from)
+        )))
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(account)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.transition(account, id, updated).await
+    }
+
+    async fn delete_campaign(&self, account: AccountId, id: CampaignId) -> Result<Transition> {
+        let deleted = sqlx::query(
+            "DELETE FROM campaigns WHERE account_id = $1 AND id = $2 \
+             AND status IN ('draft', 'cancelled')",
+        )
+        .bind(account)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if deleted > 0 {
+            return Ok(Transition::Done(None));
+        }
+        self.transition(account, id, 0).await
+    }
+
+    async fn claim_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        let now = to_ms(now);
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(format!(
+            // The due rows are chosen once (a materialized CTE): a plain `IN (SELECT …
+            // LIMIT n)` may be scanned again for each updated row and yield more.
+            "WITH due AS MATERIALIZED ( \
+               SELECT contact_id FROM campaign_recipients \
+               WHERE campaign_id = $5 AND status = 'queued' AND next_attempt_at <= $6 \
+               ORDER BY next_attempt_at LIMIT $7 FOR UPDATE SKIP LOCKED) \
+             UPDATE campaign_recipients r SET status = 'sending', attempts = r.attempts + 1, \
+             first_attempt_at = coalesce(r.first_attempt_at, $1), updated_at = $2 \
+             FROM due WHERE r.campaign_id = $3 AND r.account_id = $4 \
+             AND r.contact_id = due.contact_id \
+             RETURNING {}",
+            RECIPIENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(account)
+        .bind(id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn record_outcomes(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = to_ms(now);
+        let mut tx = self.pool.begin().await?;
+        let mut changed = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let n = sqlx::query(
+                "UPDATE campaign_recipients SET status = $1, reason = $2, attempts = $3, \
+                 next_attempt_at = $4, updated_at = $5 \
+                 WHERE campaign_id = $6 AND contact_id = $7 AND account_id = $8 AND status = 'sending'",
+            )
+            .bind(o.status.as_str())
+            .bind(o.reason.as_deref())
+            .bind(i64::from(o.attempts))
+            .bind(o.next_attempt_at.map(to_ms).unwrap_or(0))
+            .bind(now)
+            .bind(id)
+            .bind(o.contact_id)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                changed.push(o.clone());
+            }
+        }
+        for (kind, n) in outcome_kinds(&changed) {
+            add_activity(&mut tx, account, id, kind, n, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn settle_interrupted(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE campaign_recipients SET status = 'unknown', reason = $1, updated_at = $2 \
+             WHERE campaign_id = $3 AND account_id = $4 AND status = 'sending'",
+        )
+        .bind(reason)
+        .bind(to_ms(now))
+        .bind(id)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            add_activity(&mut tx, account, id, "unknown", n as i64, to_ms(now)).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn next_attempt_at(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM campaign_recipients \
+             WHERE campaign_id = $1 AND status = 'queued' AND account_id = $2",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        at.map(from_ms).transpose()
+    }
+
+    async fn requeue_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        statuses: &[RecipientStatus],
+        now: Timestamp,
+    ) -> Result<u64> {
+        let Some(campaign) = self.campaign(account, id).await? else {
+            return Ok(0);
+        };
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE campaign_recipients SET status = 'queued', reason = NULL, next_attempt_at = 0, \
+             first_attempt_at = NULL, updated_at = $1 \
+             WHERE campaign_id = $2 AND account_id = $3 AND status IN ({}) \
+             AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = campaign_recipients.contact_id \
+                         AND {})",
+            status_list(statuses),
+            reachable_sql(campaign.channel)
+        )))
+        .bind(to_ms(now))
+        .bind(id)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            sqlx::query(
+                "UPDATE campaigns SET status = 'sending', sent_at = NULL \
+                 WHERE account_id = $1 AND id = $2 AND status = 'sent'",
+            )
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn record_engagement(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        engagement: Engagement,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let now = to_ms(now);
+        let mut tx = self.pool.begin().await?;
+        let sql = match engagement {
+            Engagement::Open => {
+                "UPDATE campaign_recipients SET opened_at = $1 \
+                 WHERE campaign_id = $2 AND contact_id = $3 AND account_id = $4 AND opened_at IS NULL"
+            }
+            Engagement::MachineOpen => {
+                "UPDATE campaign_recipients SET updated_at = updated_at \
+                 WHERE $1::bigint IS NOT NULL AND campaign_id = $2 AND contact_id = $3 AND account_id = $4"
+            }
+            Engagement::Click => {
+                "UPDATE campaign_recipients SET clicked_at = $1 \
+                 WHERE campaign_id = $2 AND contact_id = $3 AND account_id = $4 AND clicked_at IS NULL"
+            }
+            Engagement::Unsubscribe => {
+                "UPDATE campaign_recipients SET unsubscribed_at = $1 \
+                 WHERE campaign_id = $2 AND contact_id = $3 AND account_id = $4 \
+                 AND unsubscribed_at IS NULL"
+            }
+            Engagement::Complaint => {
+                "UPDATE campaign_recipients SET complained_at = $1 \
+                 WHERE campaign_id = $2 AND contact_id = $3 AND account_id = $4 \
+                 AND complained_at IS NULL"
+            }
+            Engagement::Bounce => {
+                "UPDATE campaign_recipients SET status = 'bounced', \
+                 reason = 'bounced after delivery', updated_at = $1 \
+                 WHERE campaign_id = $2 AND contact_id = $3 AND account_id = $4 \
+                 AND status IN ('sent', 'unknown')"
+            }
+        };
+        let counted = sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .bind(contact)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if counted {
+            add_activity(&mut tx, account, id, engagement.kind(), 1, now).await?;
+        }
+        tx.commit().await?;
+        Ok(counted)
+    }
+
+    async fn campaign_activity(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<ActivityBucket>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT hour, kind, n FROM campaign_activity \
+             WHERE campaign_id = $1 AND account_id = $2 ORDER BY hour, kind",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(hour, kind, n)| {
+                Ok(ActivityBucket {
+                    hour: from_ms(hour)?,
+                    kind,
+                    n: n.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn contacts_by_address(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Vec<Contact>> {
+        let column = match channel {
+            Channel::Email => "email",
+            Channel::Sms => "phone",
+            Channel::Push => return Ok(Vec::new()),
+        };
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ADDRESS_COLUMNS} FROM contacts WHERE account_id = $1 AND {column} = $2 LIMIT 100"
+        )))
+        .bind(account)
+        .bind(address)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_for_address).collect()
     }
 
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {

@@ -164,6 +164,21 @@ impl SqliteStore {
         rows.into_iter().map(|r| r.decode(&types)).collect()
     }
 
+    /// What a guarded campaign change that touched `changed` rows did.
+    async fn transition(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        changed: u64,
+    ) -> Result<Transition> {
+        let campaign = self.campaign(account, id).await?;
+        Ok(match (changed, campaign) {
+            (0, None) => Transition::NotFound,
+            (0, Some(c)) => Transition::Refused(c.status),
+            (_, c) => Transition::Done(c),
+        })
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -171,6 +186,30 @@ impl SqliteStore {
     async fn field_types(&self, account: AccountId) -> Result<FieldTypes> {
         Ok(field_types(&self.fields(account).await?))
     }
+}
+
+/// Adds `n` to the campaign's count of `kind` for the hour of `now_ms`.
+async fn add_activity(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    account: AccountId,
+    id: CampaignId,
+    kind: &str,
+    n: i64,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO campaign_activity (campaign_id, account_id, hour, kind, n) \
+         VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (campaign_id, kind, hour) DO UPDATE SET n = campaign_activity.n + excluded.n",
+    )
+    .bind(id)
+    .bind(account)
+    .bind(hour_of(now_ms))
+    .bind(kind)
+    .bind(n)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The account's next contact revision, taken in the write transaction (migration 0006):
@@ -1104,7 +1143,8 @@ impl Store for SqliteStore {
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (account_id, name, channel, content, targets, exclusions, status, \
-             scheduled_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             scheduled_at, created_at, rate_per_second) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id",
         )
         .bind(account)
         .bind(&draft.name)
@@ -1115,6 +1155,7 @@ impl Store for SqliteStore {
         .bind(status.as_str())
         .bind(draft.scheduled_at.map(to_ms))
         .bind(to_ms(now))
+        .bind(draft.rate_per_second.map(i64::from))
         .fetch_one(&self.writer)
         .await?;
         self.campaign(account, id)
@@ -1263,35 +1304,33 @@ impl Store for SqliteStore {
         &self,
         account: AccountId,
         id: CampaignId,
+        status: Option<RecipientStatus>,
         after_external_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Recipient>> {
-        let rows: Vec<RecipientRow> = match after_external_id {
-            Some(after) => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
-                     WHERE campaign_id = ? AND account_id = ? AND external_id > ? \
-                     ORDER BY external_id LIMIT ?"
-                )))
-                .bind(id)
-                .bind(account)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
-                     WHERE campaign_id = ? AND account_id = ? ORDER BY external_id LIMIT ?"
-                )))
-                .bind(id)
-                .bind(account)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+        // The status and the cursor are bound always; a NULL one lets every row through,
+        // and the planner still walks (campaign, external id) or (campaign, status,
+        // external id) in order.
+        let sql = match status {
+            Some(_) => format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                 WHERE campaign_id = ? AND account_id = ? AND status = ? \
+                 AND external_id > coalesce(?, '') ORDER BY external_id LIMIT ?"
+            ),
+            None => format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients \
+                 WHERE campaign_id = ? AND account_id = ? AND ? IS NULL \
+                 AND external_id > coalesce(?, '') ORDER BY external_id LIMIT ?"
+            ),
         };
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(account)
+            .bind(status.map(RecipientStatus::as_str))
+            .bind(after_external_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(RecipientRow::decode).collect()
     }
 
@@ -1365,7 +1404,9 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE campaigns SET status = 'sent', sent_at = ? \
-             WHERE account_id = ? AND id = ? AND status = 'sending'",
+             WHERE account_id = ? AND id = ? AND status = 'sending' \
+             AND NOT EXISTS (SELECT 1 FROM campaign_recipients \
+                             WHERE campaign_id = campaigns.id AND status IN ('queued', 'sending'))",
         )
         .bind(to_ms(now))
         .bind(account)
@@ -1379,7 +1420,8 @@ impl Store for SqliteStore {
     async fn campaigns_to_run(&self, now: Timestamp) -> Result<Vec<CampaignToRun>> {
         let rows = sqlx::query(
             "SELECT account_id, id, status FROM campaigns \
-             WHERE status = 'sending' OR (status = 'scheduled' AND scheduled_at <= ?) ORDER BY id",
+             WHERE status IN ('sending', 'paused') OR (status = 'scheduled' AND scheduled_at <= ?) \
+             ORDER BY id",
         )
         .bind(to_ms(now))
         .fetch_all(&self.pool)
@@ -1395,6 +1437,341 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn update_campaign(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        draft: &CampaignDraft,
+    ) -> Result<Transition> {
+        let updated = sqlx::query(
+            "UPDATE campaigns SET name = ?, channel = ?, content = ?, targets = ?, exclusions = ?, \
+             scheduled_at = ?, rate_per_second = ?, \
+             status = CASE WHEN ? IS NULL THEN 'draft' ELSE 'scheduled' END \
+             WHERE account_id = ? AND id = ? AND status IN ('draft', 'scheduled')",
+        )
+        .bind(&draft.name)
+        .bind(draft.channel.as_str())
+        .bind(to_json_text(&draft.content)?)
+        .bind(to_json_text(&draft.targets)?)
+        .bind(to_json_text(&draft.exclusions)?)
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(draft.rate_per_second.map(i64::from))
+        .bind(draft.scheduled_at.map(to_ms))
+        .bind(account)
+        .bind(id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        self.transition(account, id, updated).await
+    }
+
+    async fn set_campaign_status(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        reason: Option<&str>,
+    ) -> Result<Transition> {
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE campaigns SET status = ?, status_reason = ? \
+             WHERE account_id = ? AND id = ? AND status IN ({})",
+            campaign_status_list(from)
+        )))
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(account)
+        .bind(id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        self.transition(account, id, updated).await
+    }
+
+    async fn delete_campaign(&self, account: AccountId, id: CampaignId) -> Result<Transition> {
+        let deleted = sqlx::query(
+            "DELETE FROM campaigns WHERE account_id = ? AND id = ? \
+             AND status IN ('draft', 'cancelled')",
+        )
+        .bind(account)
+        .bind(id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if deleted > 0 {
+            return Ok(Transition::Done(None));
+        }
+        self.transition(account, id, 0).await
+    }
+
+    async fn claim_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Recipient>> {
+        let now = to_ms(now);
+        // The due ids first, then the update by id list, in one write transaction: an
+        // `IN (SELECT … LIMIT n)` inside the UPDATE is not held to its limit by SQLite
+        // when the rows it walks change under it.
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT contact_id FROM campaign_recipients \
+             WHERE campaign_id = ? AND status = 'queued' AND next_attempt_at <= ? \
+             AND account_id = ? ORDER BY next_attempt_at LIMIT ?",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(account)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<RecipientRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE campaign_recipients SET status = 'sending', attempts = attempts + 1, \
+             first_attempt_at = coalesce(first_attempt_at, ?), updated_at = ? \
+             WHERE campaign_id = ? AND account_id = ? \
+             AND contact_id IN (SELECT value FROM json_each(?)) \
+             RETURNING {RECIPIENT_COLUMNS}"
+        )))
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(account)
+        .bind(to_json_text(&ids)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(RecipientRow::decode).collect()
+    }
+
+    async fn record_outcomes(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        outcomes: &[Outcome],
+        now: Timestamp,
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = to_ms(now);
+        let mut tx = self.begin_write().await?;
+        let mut changed = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let n = sqlx::query(
+                "UPDATE campaign_recipients SET status = ?, reason = ?, attempts = ?, \
+                 next_attempt_at = ?, updated_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? AND status = 'sending'",
+            )
+            .bind(o.status.as_str())
+            .bind(o.reason.as_deref())
+            .bind(i64::from(o.attempts))
+            .bind(o.next_attempt_at.map(to_ms).unwrap_or(0))
+            .bind(now)
+            .bind(id)
+            .bind(o.contact_id)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                changed.push(o.clone());
+            }
+        }
+        for (kind, n) in outcome_kinds(&changed) {
+            add_activity(&mut tx, account, id, kind, n, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn settle_interrupted(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE campaign_recipients SET status = 'unknown', reason = ?, updated_at = ? \
+             WHERE campaign_id = ? AND account_id = ? AND status = 'sending'",
+        )
+        .bind(reason)
+        .bind(to_ms(now))
+        .bind(id)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            add_activity(&mut tx, account, id, "unknown", n as i64, to_ms(now)).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn next_attempt_at(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM campaign_recipients \
+             WHERE campaign_id = ? AND status = 'queued' AND account_id = ?",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        at.map(from_ms).transpose()
+    }
+
+    async fn requeue_recipients(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        statuses: &[RecipientStatus],
+        now: Timestamp,
+    ) -> Result<u64> {
+        let Some(campaign) = self.campaign(account, id).await? else {
+            return Ok(0);
+        };
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE campaign_recipients SET status = 'queued', reason = NULL, next_attempt_at = 0, \
+             first_attempt_at = NULL, updated_at = ? \
+             WHERE campaign_id = ? AND account_id = ? AND status IN ({}) \
+             AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = campaign_recipients.contact_id \
+                         AND {})",
+            status_list(statuses),
+            reachable_sql(campaign.channel)
+        )))
+        .bind(to_ms(now))
+        .bind(id)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            sqlx::query(
+                "UPDATE campaigns SET status = 'sending', sent_at = NULL \
+                 WHERE account_id = ? AND id = ? AND status = 'sent'",
+            )
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn record_engagement(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+        contact: ContactId,
+        engagement: Engagement,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let now = to_ms(now);
+        let mut tx = self.begin_write().await?;
+        let sql = match engagement {
+            Engagement::Open => {
+                "UPDATE campaign_recipients SET opened_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? AND opened_at IS NULL"
+            }
+            Engagement::MachineOpen => {
+                "UPDATE campaign_recipients SET updated_at = updated_at \
+                 WHERE ? IS NOT NULL AND campaign_id = ? AND contact_id = ? AND account_id = ?"
+            }
+            Engagement::Click => {
+                "UPDATE campaign_recipients SET clicked_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? AND clicked_at IS NULL"
+            }
+            Engagement::Unsubscribe => {
+                "UPDATE campaign_recipients SET unsubscribed_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? \
+                 AND unsubscribed_at IS NULL"
+            }
+            Engagement::Complaint => {
+                "UPDATE campaign_recipients SET complained_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? \
+                 AND complained_at IS NULL"
+            }
+            Engagement::Bounce => {
+                "UPDATE campaign_recipients SET status = 'bounced', \
+                 reason = 'bounced after delivery', updated_at = ? \
+                 WHERE campaign_id = ? AND contact_id = ? AND account_id = ? \
+                 AND status IN ('sent', 'unknown')"
+            }
+        };
+        let counted = sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .bind(contact)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if counted {
+            add_activity(&mut tx, account, id, engagement.kind(), 1, now).await?;
+        }
+        tx.commit().await?;
+        Ok(counted)
+    }
+
+    async fn campaign_activity(
+        &self,
+        account: AccountId,
+        id: CampaignId,
+    ) -> Result<Vec<ActivityBucket>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT hour, kind, n FROM campaign_activity \
+             WHERE campaign_id = ? AND account_id = ? ORDER BY hour, kind",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(hour, kind, n)| {
+                Ok(ActivityBucket {
+                    hour: from_ms(hour)?,
+                    kind,
+                    n: n.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn contacts_by_address(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Vec<Contact>> {
+        let column = match channel {
+            Channel::Email => "email",
+            Channel::Sms => "phone",
+            Channel::Push => return Ok(Vec::new()),
+        };
+        let rows: Vec<ContactRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ADDRESS_COLUMNS} FROM contacts WHERE account_id = ? AND {column} = ? LIMIT 100"
+        )))
+        .bind(account)
+        .bind(address)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_for_address).collect()
     }
 
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {

@@ -81,6 +81,10 @@ conformance!(
     freezing_from_contact_ids_stores_the_reachable_ones_at_their_channels_address,
     a_freeze_of_twenty_thousand_contact_ids_is_stored_in_chunks_and_paged_back,
     recipients_are_paged_by_external_id_in_byte_order,
+    delivery_claims_due_recipients_records_outcomes_and_retries_later,
+    campaigns_move_only_through_their_allowed_transitions,
+    engagement_counts_once_per_recipient_and_activity_is_kept_per_hour,
+    contacts_are_found_by_exact_email_or_phone,
     // Replaying after an index snapshot.
     the_since_reads_return_exactly_what_was_written_after_a_watermark,
     events_after_a_watermark_all_come_back_when_deleted_newest_ids_are_given_again,
@@ -1702,6 +1706,7 @@ fn campaign_draft(name: &str, scheduled_at: Option<Timestamp>) -> CampaignDraft 
         targets: vec![1, 2],
         exclusions: vec![3],
         scheduled_at,
+        rate_per_second: None,
     }
 }
 
@@ -1814,7 +1819,8 @@ async fn a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept(c
             queued: 0,
             sending: 0,
             sent: 1,
-            failed: 1
+            failed: 1,
+            ..RecipientCounts::default()
         }
     );
     assert_eq!(
@@ -1885,6 +1891,382 @@ async fn scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept(ctx
         "kept once made"
     );
     assert_eq!(s.tracking_secret(b.id, "three").await.unwrap(), "three");
+}
+
+/// An account with contacts `a`..`e` (e-mail `a@x.test`…) and a campaign frozen for all.
+async fn frozen_campaign(s: &Arc<dyn Store>) -> (Account, Campaign, Vec<Contact>) {
+    let a = account(s, "Acme").await;
+    let names = ["a", "b", "c", "d", "e"];
+    let upserts: Vec<ContactUpsert> = names
+        .iter()
+        .map(|n| ContactUpsert {
+            email: Patch::Set(format!("{n}@x.test")),
+            ..contact(n)
+        })
+        .collect();
+    s.upsert_contacts(a.id, &upserts).await.unwrap();
+    let mut contacts = Vec::new();
+    for n in names {
+        contacts.push(get(s, &a, n).await);
+    }
+    let c = s
+        .create_campaign(a.id, &campaign_draft("Spring", None), ts(1_000))
+        .await
+        .unwrap();
+    let ids: Vec<ContactId> = contacts.iter().map(|c| c.id).collect();
+    let outcome = s
+        .freeze_campaign_for(a.id, c.id, &ids, &json!({}), ts(2_000))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored, 5);
+    (a, c, contacts)
+}
+
+fn outcome(c: &Contact, status: RecipientStatus, next: Option<Timestamp>) -> Outcome {
+    Outcome {
+        contact_id: c.id,
+        status,
+        reason: Some(format!("{} went {}", c.external_id, status.as_str())),
+        attempts: 1,
+        next_attempt_at: next,
+    }
+}
+
+async fn delivery_claims_due_recipients_records_outcomes_and_retries_later(ctx: Ctx) {
+    let s = &ctx.store;
+    let (a, c, people) = frozen_campaign(s).await;
+    let claimed = s.claim_recipients(a.id, c.id, ts(3_000), 3).await.unwrap();
+    assert_eq!(claimed.len(), 3, "at most the limit");
+    assert!(claimed.iter().all(|r| r.status == RecipientStatus::Sending
+        && r.attempts == 1
+        && r.first_attempt_at == Some(ts(3_000))));
+    let rest = s.claim_recipients(a.id, c.id, ts(3_000), 10).await.unwrap();
+    assert_eq!(rest.len(), 2, "a claimed recipient is never claimed twice");
+    assert!(
+        s.claim_recipients(a.id, c.id, ts(3_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let by_id = |id: ContactId| people.iter().find(|p| p.id == id).unwrap().clone();
+    let all: Vec<Contact> = claimed
+        .iter()
+        .chain(&rest)
+        .map(|r| by_id(r.contact_id))
+        .collect();
+    let outcomes = [
+        outcome(&all[0], RecipientStatus::Sent, None),
+        outcome(&all[1], RecipientStatus::Bounced, None),
+        outcome(&all[2], RecipientStatus::Queued, Some(ts(60_000))),
+        outcome(&all[3], RecipientStatus::Unknown, None),
+    ];
+    s.record_outcomes(a.id, c.id, &outcomes, ts(4_000))
+        .await
+        .unwrap();
+    // A late outcome for a recipient no longer `sending` changes nothing.
+    s.record_outcomes(
+        a.id,
+        c.id,
+        &[outcome(&all[0], RecipientStatus::Failed, None)],
+        ts(4_500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.recipient_counts(a.id, c.id).await.unwrap(),
+        RecipientCounts {
+            queued: 1,
+            sending: 1,
+            sent: 1,
+            bounced: 1,
+            unknown: 1,
+            failed: 0,
+        }
+    );
+    assert_eq!(
+        s.next_attempt_at(a.id, c.id).await.unwrap(),
+        Some(ts(60_000)),
+        "the retry is due later"
+    );
+    assert!(
+        s.claim_recipients(a.id, c.id, ts(59_999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retry = s
+        .claim_recipients(a.id, c.id, ts(60_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        retry
+            .iter()
+            .map(|r| (r.contact_id, r.attempts, r.first_attempt_at))
+            .collect::<Vec<_>>(),
+        [(all[2].id, 2, Some(ts(3_000)))],
+        "one more attempt, the first one's time kept"
+    );
+    assert_eq!(s.next_attempt_at(a.id, c.id).await.unwrap(), None);
+
+    // A run that stopped leaves its in-flight recipients unknown.
+    assert_eq!(
+        s.settle_interrupted(a.id, c.id, "interrupted", ts(61_000))
+            .await
+            .unwrap(),
+        2
+    );
+    let page = s
+        .campaign_recipients_page(a.id, c.id, Some(RecipientStatus::Unknown), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 3, "filtered by status");
+    assert!(page.windows(2).all(|w| w[0].external_id < w[1].external_id));
+
+    // Unknown ones are sent again only on demand, and not to a contact that has
+    // unsubscribed since.
+    s.upsert_contacts(
+        a.id,
+        &[ContactUpsert {
+            email_status: Patch::Set(EmailStatus::Unsubscribed),
+            ..contact(&page[0].external_id)
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(s.finish_campaign(a.id, c.id, ts(62_000)).await.unwrap());
+    assert_eq!(
+        s.requeue_recipients(a.id, c.id, &[RecipientStatus::Unknown], ts(63_000))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.campaign(a.id, c.id).await.unwrap().unwrap().status,
+        CampaignStatus::Sending,
+        "a sent campaign with recipients queued again is sending again"
+    );
+    let again = s
+        .claim_recipients(a.id, c.id, ts(63_000), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|r| r.first_attempt_at == Some(ts(63_000))));
+
+    let totals: Vec<(String, u64)> = s
+        .campaign_activity(a.id, c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.kind, b.n))
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            ("bounced".to_owned(), 1),
+            ("sent".to_owned(), 1),
+            ("unknown".to_owned(), 3),
+        ]
+    );
+}
+
+async fn campaigns_move_only_through_their_allowed_transitions(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    let c = s
+        .create_campaign(a.id, &campaign_draft("Spring", None), ts(1_000))
+        .await
+        .unwrap();
+    let edited = CampaignDraft {
+        name: "Spring sale".into(),
+        rate_per_second: Some(50),
+        ..campaign_draft("", Some(ts(9_000)))
+    };
+    let Transition::Done(Some(now)) = s.update_campaign(a.id, c.id, &edited).await.unwrap() else {
+        panic!("a draft can be edited");
+    };
+    assert_eq!(
+        (
+            now.name.as_str(),
+            now.status,
+            now.scheduled_at,
+            now.rate_per_second
+        ),
+        (
+            "Spring sale",
+            CampaignStatus::Scheduled,
+            Some(ts(9_000)),
+            Some(50)
+        )
+    );
+    assert_eq!(
+        s.update_campaign(b.id, c.id, &edited).await.unwrap(),
+        Transition::NotFound
+    );
+    let scheduled = [CampaignStatus::Scheduled];
+    let Transition::Done(Some(cancelled)) = s
+        .set_campaign_status(a.id, c.id, &scheduled, CampaignStatus::Cancelled, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a scheduled campaign can be cancelled");
+    };
+    assert_eq!(cancelled.status, CampaignStatus::Cancelled);
+    assert_eq!(
+        s.set_campaign_status(a.id, c.id, &scheduled, CampaignStatus::Cancelled, None)
+            .await
+            .unwrap(),
+        Transition::Refused(CampaignStatus::Cancelled)
+    );
+    assert_eq!(
+        s.update_campaign(a.id, c.id, &edited).await.unwrap(),
+        Transition::Refused(CampaignStatus::Cancelled)
+    );
+    assert!(s.campaigns_to_run(ts(10_000)).await.unwrap().is_empty());
+
+    let (_, sending, _) = frozen_campaign(s).await;
+    let acct = sending.account_id;
+    let Transition::Done(Some(paused)) = s
+        .set_campaign_status(
+            acct,
+            sending.id,
+            &[CampaignStatus::Sending],
+            CampaignStatus::Paused,
+            Some("25 errors in a row"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a sending campaign can be paused");
+    };
+    assert_eq!(paused.status_reason.as_deref(), Some("25 errors in a row"));
+    assert_eq!(
+        s.delete_campaign(acct, sending.id).await.unwrap(),
+        Transition::Refused(CampaignStatus::Paused),
+        "only drafts and cancelled campaigns are deleted"
+    );
+    assert_eq!(
+        s.campaigns_to_run(ts(10_000))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [CampaignStatus::Paused]
+    );
+    assert_eq!(
+        s.delete_campaign(b.id, c.id).await.unwrap(),
+        Transition::NotFound
+    );
+    assert_eq!(
+        s.delete_campaign(a.id, c.id).await.unwrap(),
+        Transition::Done(None)
+    );
+    assert!(s.campaign(a.id, c.id).await.unwrap().is_none());
+}
+
+async fn engagement_counts_once_per_recipient_and_activity_is_kept_per_hour(ctx: Ctx) {
+    let s = &ctx.store;
+    let (a, c, people) = frozen_campaign(s).await;
+    let hour = 3_600_000;
+    let x = people[0].id;
+    let cases = [
+        (Engagement::Open, ts(hour + 1), true),
+        (Engagement::Open, ts(hour + 2), false),
+        (Engagement::MachineOpen, ts(hour + 3), true),
+        (Engagement::MachineOpen, ts(2 * hour), true),
+        (Engagement::Click, ts(2 * hour), true),
+        (Engagement::Click, ts(2 * hour), false),
+        (Engagement::Unsubscribe, ts(2 * hour), true),
+        (Engagement::Complaint, ts(2 * hour), true),
+        (Engagement::Complaint, ts(2 * hour), false),
+        // Not sent yet: a bounce report for a queued recipient does not count.
+        (Engagement::Bounce, ts(2 * hour), false),
+    ];
+    for (engagement, at, counts) in cases {
+        assert_eq!(
+            s.record_engagement(a.id, c.id, x, engagement, at)
+                .await
+                .unwrap(),
+            counts,
+            "{engagement:?} at {at}"
+        );
+    }
+    assert!(
+        !s.record_engagement(a.id, c.id, 999_999, Engagement::Open, ts(hour))
+            .await
+            .unwrap(),
+        "not a recipient"
+    );
+    let buckets: Vec<(i64, String, u64)> = s
+        .campaign_activity(a.id, c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.hour.as_millisecond(), b.kind, b.n))
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            (hour, "machine_open".to_owned(), 1),
+            (hour, "open".to_owned(), 1),
+            (2 * hour, "click".to_owned(), 1),
+            (2 * hour, "complaint".to_owned(), 1),
+            (2 * hour, "machine_open".to_owned(), 1),
+            (2 * hour, "unsubscribe".to_owned(), 1),
+        ]
+    );
+}
+
+async fn contacts_are_found_by_exact_email_or_phone(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let b = account(s, "Other").await;
+    let with = |id: &str, email: &str, phone: &str| ContactUpsert {
+        email: Patch::Set(email.to_owned()),
+        phone: Patch::Set(phone.to_owned()),
+        ..contact(id)
+    };
+    s.upsert_contacts(
+        a.id,
+        &[
+            with("x", "x@x.test", "+15550001"),
+            with("y", "y@x.test", "+15550002"),
+        ],
+    )
+    .await
+    .unwrap();
+    s.upsert_contacts(b.id, &[with("z", "x@x.test", "+15550001")])
+        .await
+        .unwrap();
+    let ids = |found: Vec<Contact>| found.into_iter().map(|c| c.external_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s
+            .contacts_by_address(a.id, Channel::Email, "x@x.test")
+            .await
+            .unwrap()),
+        ["x"]
+    );
+    assert_eq!(
+        ids(s
+            .contacts_by_address(a.id, Channel::Sms, "+15550002")
+            .await
+            .unwrap()),
+        ["y"]
+    );
+    assert!(
+        s.contacts_by_address(a.id, Channel::Email, "X@x.test2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.contacts_by_address(a.id, Channel::Push, "x")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2197,7 +2579,7 @@ async fn a_freeze_of_twenty_thousand_contact_ids_is_stored_in_chunks_and_paged_b
     let mut after: Option<String> = None;
     loop {
         let page = s
-            .campaign_recipients_page(a.id, c.id, after.as_deref(), 7_000)
+            .campaign_recipients_page(a.id, c.id, None, after.as_deref(), 7_000)
             .await
             .unwrap();
         assert!(page.len() <= 7_000);
@@ -2238,7 +2620,7 @@ async fn recipients_are_paged_by_external_id_in_byte_order(ctx: Ctx) {
         let s = s.clone();
         let (account, id) = (a.id, c.id);
         async move {
-            s.campaign_recipients_page(account, id, after, limit)
+            s.campaign_recipients_page(account, id, None, after, limit)
                 .await
                 .unwrap()
                 .into_iter()
@@ -2253,7 +2635,7 @@ async fn recipients_are_paged_by_external_id_in_byte_order(ctx: Ctx) {
     assert_eq!(page(None, 100).await.len(), names.len());
     // Another account's call finds no list.
     assert!(
-        s.campaign_recipients_page(b.id, c.id, None, 100)
+        s.campaign_recipients_page(b.id, c.id, None, None, 100)
             .await
             .unwrap()
             .is_empty()

@@ -7,15 +7,17 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use segmentd_rules::{Issue, SegmentId};
-use segmentd_store::{Account, Campaign, CampaignDraft, CampaignId, Channel};
+use segmentd_store::{Account, Campaign, CampaignDraft, CampaignId, Channel, RecipientStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::paging::{Page, into_page, paging};
 use crate::auth::Authenticated;
+use crate::campaigns::lifecycle::{self, TestResult};
+use crate::campaigns::stats::{CampaignStats, campaign_stats};
 use crate::campaigns::{Excluded, audience, send_now};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, parse_value};
+use crate::extract::{ApiBytes, ApiJson, parse_json, parse_value};
 use crate::state::AppState;
 
 const MAX_NAME_CHARS: usize = 200;
@@ -40,6 +42,9 @@ pub struct CampaignIn {
     pub exclusions: Vec<SegmentId>,
     /// RFC 3339; when given, the campaign is sent then by itself.
     pub scheduled_at: Option<String>,
+    /// At most this many messages a second for this campaign (1 to 100,000), besides
+    /// the server's own limits.
+    pub rate_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +53,9 @@ struct EmailContent {
     /// An address, with a sender name if wanted: `Shop <shop@example.com>`.
     from: String,
     reply_to: Option<String>,
+    /// An address that unsubscribes whoever writes to it, offered in
+    /// `List-Unsubscribe` beside the link.
+    unsubscribe_mailto: Option<String>,
     subject: String,
     html: Option<String>,
     text: Option<String>,
@@ -79,8 +87,11 @@ pub struct CampaignOut {
     pub content: serde_json::Value,
     pub targets: Vec<SegmentId>,
     pub exclusions: Vec<SegmentId>,
-    /// `draft`, `scheduled`, `sending` or `sent`.
+    /// `draft`, `scheduled`, `sending`, `paused`, `sent` or `cancelled`.
     pub status: String,
+    /// Why it is paused, when it is.
+    pub status_reason: Option<String>,
+    pub rate_per_second: Option<u32>,
     pub scheduled_at: Option<String>,
     pub created_at: String,
     /// When the recipients were frozen.
@@ -101,6 +112,8 @@ impl From<Campaign> for CampaignOut {
             targets: c.targets,
             exclusions: c.exclusions,
             status: c.status.as_str().to_owned(),
+            status_reason: c.status_reason,
+            rate_per_second: c.rate_per_second,
             scheduled_at: c.scheduled_at.map(|t| t.to_string()),
             created_at: c.created_at.to_string(),
             frozen_at: c.frozen_at.map(|t| t.to_string()),
@@ -126,13 +139,15 @@ pub struct PreviewOut {
 pub struct RecipientOut {
     pub external_id: String,
     pub address: String,
-    /// `queued`, `sending`, `sent` or `failed`.
+    /// `queued`, `sending`, `sent`, `failed`, `bounced` or `unknown`.
     pub status: String,
     pub reason: Option<String>,
     pub attempts: u32,
+    /// When a queued recipient is tried again, after a temporary failure.
+    pub next_attempt_at: Option<String>,
 }
 
-async fn parse_campaign(
+pub(crate) async fn parse_campaign(
     state: &AppState,
     account: &Account,
     body: CampaignIn,
@@ -177,6 +192,15 @@ async fn parse_campaign(
                         {
                             issues
                                 .push(Issue::new("content.reply_to", "expected an e-mail address"));
+                        }
+                        if c.unsubscribe_mailto
+                            .as_deref()
+                            .is_some_and(|r| r.parse::<lettre::Address>().is_err())
+                        {
+                            issues.push(Issue::new(
+                                "content.unsubscribe_mailto",
+                                "expected an e-mail address",
+                            ));
                         }
                         let _ = c.subject;
                     }
@@ -225,6 +249,15 @@ async fn parse_campaign(
             }
         }
     }
+    if body
+        .rate_per_second
+        .is_some_and(|r| !(1..=100_000).contains(&r))
+    {
+        issues.push(Issue::new(
+            "rate_per_second",
+            "expected 1 to 100,000 messages a second",
+        ));
+    }
     let scheduled_at = match &body.scheduled_at {
         None => None,
         Some(s) => match segmentd_rules::data::parse_timestamp(s) {
@@ -246,6 +279,7 @@ async fn parse_campaign(
             targets: body.targets,
             exclusions: body.exclusions,
             scheduled_at,
+            rate_per_second: body.rate_per_second,
         }),
         _ => Err(ApiError::Validation(issues)),
     }
@@ -341,8 +375,10 @@ pub async fn send_campaign(
 /// time.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/recipients", tag = "campaigns",
     params(("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, body = Page<RecipientOut>), (status = 404, body = ErrorBody)))]
+           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+           ("status" = Option<String>, Query, description = "only recipients in this delivery status")),
+    responses((status = 200, body = Page<RecipientOut>), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn campaign_recipients(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
@@ -350,10 +386,19 @@ pub async fn campaign_recipients(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<RecipientOut>>, ApiError> {
     let (limit, after) = paging(&query)?;
+    let status = match query.get("status") {
+        None => None,
+        Some(s) => Some(RecipientStatus::parse(s).ok_or_else(|| {
+            ApiError::Validation(vec![Issue::new(
+                "status",
+                "expected one of \"queued\", \"sending\", \"sent\", \"failed\", \"bounced\", \"unknown\"",
+            )])
+        })?),
+    };
     find(&state, &account, id).await?;
     let rows = state
         .store
-        .campaign_recipients_page(account.id, id, after.as_deref(), (limit + 1) as u32)
+        .campaign_recipients_page(account.id, id, status, after.as_deref(), (limit + 1) as u32)
         .await?;
     let page = into_page(rows, limit, |r| &r.external_id);
     Ok(Json(Page {
@@ -366,8 +411,170 @@ pub async fn campaign_recipients(
                 status: r.status.as_str().to_owned(),
                 reason: r.reason,
                 attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at.map(|t| t.to_string()),
             })
             .collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+/// Replaces a draft's or a scheduled campaign's settings and content (the whole
+/// campaign, as when creating it). 409 once it is being sent.
+#[utoipa::path(put, path = "/api/v1/campaigns/{id}", tag = "campaigns", request_body = CampaignIn,
+    responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn edit_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+    ApiJson(body): ApiJson<CampaignIn>,
+) -> Result<Json<CampaignOut>, ApiError> {
+    find(&state, &account, id).await?;
+    let draft = parse_campaign(&state, &account, body).await?;
+    Ok(Json(
+        lifecycle::edit(&state, &account, id, &draft).await?.into(),
+    ))
+}
+
+/// Deletes a draft or a cancelled campaign (204). 409 for any other.
+#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::delete(&state, &account, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels a scheduled campaign: it is not sent.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
+    responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn cancel_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<CampaignOut>, ApiError> {
+    Ok(Json(lifecycle::cancel(&state, &account, id).await?.into()))
+}
+
+/// Pauses a sending campaign: messages in flight finish, the rest wait.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns",
+    responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn pause_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<CampaignOut>, ApiError> {
+    Ok(Json(lifecycle::pause(&state, &account, id).await?.into()))
+}
+
+/// Resumes a paused campaign.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
+    responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn resume_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<CampaignOut>, ApiError> {
+    Ok(Json(lifecycle::resume(&state, &account, id).await?.into()))
+}
+
+/// A new draft with the same settings and content.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/duplicate", tag = "campaigns",
+    responses((status = 201, body = CampaignOut), (status = 404, body = ErrorBody)))]
+pub async fn duplicate_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<(StatusCode, Json<CampaignOut>), ApiError> {
+    let copy = lifecycle::duplicate(&state, &account, id).await?;
+    Ok((StatusCode::CREATED, Json(copy.into())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestIn {
+    /// 1 to 10 e-mail addresses, phone numbers or push tokens, by the channel.
+    pub to: Vec<String>,
+    /// Personalise as this contact (an external id); empty values otherwise.
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestOut {
+    pub results: Vec<TestResult>,
+}
+
+/// Sends the message as it would go out now to the given addresses, subject marked
+/// `[Test]`; nothing is recorded.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", request_body = TestIn,
+    responses((status = 200, body = TestOut), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn test_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+    ApiJson(body): ApiJson<TestIn>,
+) -> Result<Json<TestOut>, ApiError> {
+    let campaign = find(&state, &account, id).await?;
+    let issues = lifecycle::check_test_addresses(campaign.channel, &body.to);
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+    let results =
+        lifecycle::test_send(&state, &account, id, &body.to, body.contact.as_deref()).await?;
+    Ok(Json(TestOut { results }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendIn {
+    /// Also those whose outcome is unknown (they may get the message twice).
+    #[serde(default)]
+    pub include_unknown: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResendOut {
+    /// Recipients queued again.
+    pub queued: u64,
+}
+
+/// Sends again to the recipients that failed (and, if asked, those whose outcome is
+/// unknown), when their contact can still be reached.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resend", tag = "campaigns", request_body = ResendIn,
+    responses((status = 202, body = ResendOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn resend_campaign(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+    ApiBytes(bytes): ApiBytes,
+) -> Result<(StatusCode, Json<ResendOut>), ApiError> {
+    // The body is optional: none means the failed ones only.
+    let body: ResendIn = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ResendIn::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let queued = lifecycle::resend(&state, &account, id, body.include_unknown).await?;
+    Ok((StatusCode::ACCEPTED, Json(ResendOut { queued })))
+}
+
+/// Recipients by delivery status, unique opens and clicks, unsubscribes, complaints,
+/// and the same per hour.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
+    responses((status = 200, body = CampaignStats), (status = 404, body = ErrorBody)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<CampaignId>,
+) -> Result<Json<CampaignStats>, ApiError> {
+    find(&state, &account, id).await?;
+    Ok(Json(campaign_stats(&state, account.id, id).await?))
 }

@@ -3,6 +3,7 @@
 pub mod campaigns;
 pub mod contacts;
 pub mod events;
+pub mod feedback;
 pub mod fields;
 pub mod membership;
 pub mod paging;
@@ -31,6 +32,11 @@ use crate::state::AppState;
         membership::changes, membership::history, membership::explain,
         campaigns::create_campaign, campaigns::list_campaigns, campaigns::get_campaign,
         campaigns::preview_campaign, campaigns::send_campaign, campaigns::campaign_recipients,
+        campaigns::edit_campaign, campaigns::delete_campaign, campaigns::cancel_campaign,
+        campaigns::pause_campaign, campaigns::resume_campaign, campaigns::duplicate_campaign,
+        campaigns::test_campaign, campaigns::resend_campaign, campaigns::stats,
+        feedback::email_feedback, feedback::ses_feedback, feedback::sendgrid_feedback,
+        feedback::sms_inbound,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -107,7 +113,26 @@ pub fn router() -> Router<AppState> {
             "/campaigns",
             post(campaigns::create_campaign).get(campaigns::list_campaigns),
         )
-        .route("/campaigns/{id}", get(campaigns::get_campaign))
+        .route(
+            "/campaigns/{id}",
+            get(campaigns::get_campaign)
+                .put(campaigns::edit_campaign)
+                .delete(campaigns::delete_campaign),
+        )
+        .route("/campaigns/{id}/cancel", post(campaigns::cancel_campaign))
+        .route("/campaigns/{id}/pause", post(campaigns::pause_campaign))
+        .route("/campaigns/{id}/resume", post(campaigns::resume_campaign))
+        .route(
+            "/campaigns/{id}/duplicate",
+            post(campaigns::duplicate_campaign),
+        )
+        .route("/campaigns/{id}/test", post(campaigns::test_campaign))
+        .route("/campaigns/{id}/resend", post(campaigns::resend_campaign))
+        .route("/campaigns/{id}/stats", get(campaigns::stats))
+        .route("/feedback/email", post(feedback::email_feedback))
+        .route("/feedback/ses", post(feedback::ses_feedback))
+        .route("/feedback/sendgrid", post(feedback::sendgrid_feedback))
+        .route("/sms/inbound", post(feedback::sms_inbound))
         .route("/campaigns/{id}/preview", post(campaigns::preview_campaign))
         .route("/campaigns/{id}/send", post(campaigns::send_campaign))
         .route(

@@ -240,7 +240,7 @@ pub async fn show(
         let counts = state.store.recipient_counts(s.account.id, id).await?;
         let shown = state
             .store
-            .campaign_recipients_page(s.account.id, id, None, RECIPIENTS_SHOWN as u32)
+            .campaign_recipients_page(s.account.id, id, None, None, RECIPIENTS_SHOWN as u32)
             .await?;
         Ok::<_, segmentd_store::StoreError>((counts, shown))
     };

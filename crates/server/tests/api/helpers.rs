@@ -32,7 +32,12 @@ async fn serve(store: Arc<dyn Store>, snapshots: Option<PathBuf>) -> (String, Ap
     let app = Application::with_options(
         store,
         "127.0.0.1:0".parse().unwrap(),
-        DeliverySettings::default(),
+        // Tests that deliver serve a second app on the same store with their own
+        // settings; this one must not take their campaigns up in the background.
+        DeliverySettings {
+            worker: false,
+            ..DeliverySettings::default()
+        },
         snapshots,
     )
     .await

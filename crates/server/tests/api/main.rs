@@ -6,6 +6,7 @@ mod bad_input;
 mod campaigns;
 mod cli;
 mod contacts;
+mod delivery;
 mod events;
 mod fields;
 mod helpers;
@@ -85,4 +86,10 @@ on_both_backends!(
     campaigns::a_scheduled_campaign_is_sent_by_itself_when_due,
     campaigns::a_click_hands_the_site_a_token_whose_page_views_become_visits,
     campaigns::required_starttls_refuses_a_server_without_it_and_each_failure_is_kept,
+    delivery::a_throttle_is_ridden_out_and_a_hard_bounce_is_recorded_and_excluded_next_time,
+    delivery::too_many_errors_in_a_row_pause_the_campaign_until_it_is_resumed,
+    delivery::a_lost_reply_is_unknown_and_never_sent_again_unless_asked,
+    delivery::a_slow_provider_gets_each_sms_once_signed_with_an_idempotency_key,
+    delivery::campaigns_are_edited_cancelled_duplicated_deleted_and_tested_as_allowed,
+    delivery::bounces_complaints_and_sms_stop_come_back_through_the_api,
 );
