@@ -360,8 +360,12 @@ pub async fn send_campaign(
 ) -> Result<(StatusCode, Json<CampaignOut>), ApiError> {
     let campaign = find(&state, &account, id).await?;
     if !send_now(&state, &account, &campaign).await? {
+        let now = find(&state, &account, id).await?;
         return Err(ApiError::Conflict {
-            message: format!("campaign {id} has already been sent"),
+            message: format!(
+                "campaign {id} is {}; only a draft or a scheduled campaign can be sent",
+                now.status.as_str()
+            ),
             path: None,
         });
     }

@@ -620,3 +620,58 @@ pub async fn bounces_complaints_and_sms_stop_come_back_through_the_api(mut app: 
         "unsubscribed"
     );
 }
+
+pub async fn a_provider_429_is_retried_after_its_retry_after_with_the_same_key(mut app: TestApp) {
+    // The provider refuses each message's first POST with 429 and `Retry-After: 1`.
+    let posts: Posts = Arc::default();
+    let kept = posts.clone();
+    let provider = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let kept = kept.clone();
+            async move {
+                let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+                let mut kept = kept.lock().unwrap();
+                let seen = kept
+                    .iter()
+                    .any(|(h, _)| h["idempotency-key"].to_str().unwrap() == key);
+                kept.push((headers, body));
+                if seen {
+                    (StatusCode::OK, [("retry-after", "0")])
+                } else {
+                    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")])
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, provider).await });
+    serve_with(
+        &mut app,
+        DeliverySettings {
+            sms_webhook_url: Some(url),
+            // Far longer than the test: only `Retry-After` can explain a retry in time.
+            retry_backoff: Duration::from_secs(600),
+            retry_max_backoff: Duration::from_secs(600),
+            ..settings(1)
+        },
+    )
+    .await;
+    let id = sms_setup(&app).await;
+    let started = Instant::now();
+    app.post(&format!("/campaigns/{id}/send"), &json!({})).await;
+    wait_sent(&app, id).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as told"
+    );
+    let list = recipients(&app, id).await;
+    assert_eq!(statuses(&list), pairs(&[("ann", "sent"), ("bob", "sent")]));
+    assert!(list.iter().all(|r| r["attempts"] == 2), "{list:?}");
+    assert_eq!(
+        posts.lock().unwrap().len(),
+        4,
+        "two POSTs each, the same key twice"
+    );
+}

@@ -92,4 +92,5 @@ on_both_backends!(
     delivery::a_slow_provider_gets_each_sms_once_signed_with_an_idempotency_key,
     delivery::campaigns_are_edited_cancelled_duplicated_deleted_and_tested_as_allowed,
     delivery::bounces_complaints_and_sms_stop_come_back_through_the_api,
+    delivery::a_provider_429_is_retried_after_its_retry_after_with_the_same_key,
 );
