@@ -82,15 +82,28 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// At most this many characters of a message go back: an error quotes a short prefix
+/// of a bad value, never the whole of a 10 MB string.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`], marked with `…` when cut.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let details = match &self {
             ApiError::Validation(issues) => issues
                 .iter()
+                .take(100)
                 .map(|i| ErrorDetail {
-                    path: i.path.clone(),
-                    message: i.message.clone(),
+                    path: clip(&i.path),
+                    message: clip(&i.message),
                 })
                 .collect(),
             ApiError::Conflict {
@@ -113,7 +126,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorContent {
                 code: code.to_owned(),
-                message,
+                message: clip(&message),
                 details,
             },
         };

@@ -154,3 +154,113 @@ fn strip_position(message: &str) -> String {
         None => message.to_owned(),
     }
 }
+
+/// Refuses a batch body whose list under `key` holds more than `max` items, counting
+/// them without building them and stopping at item `max + 1`: a body of millions of
+/// tiny items costs a scan of its first `max + 1`, never their parse into values (a 60 MB
+/// body of `[]`s would otherwise take seconds and gigabytes before its refusal). A body
+/// that is not a JSON object passes, for the full parse to report.
+pub fn check_batch_len(bytes: &[u8], key: &'static str, max: usize) -> Result<(), ApiError> {
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// The error that says the list is too long (any other error is left to the parse).
+    const TOO_MANY: &str = "segmentd: too many items";
+
+    struct Count(usize);
+    impl<'de> DeserializeSeed<'de> for Count {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Count {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+                if n > self.0 {
+                    return Err(de::Error::custom(TOO_MANY));
+                }
+            }
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    struct Body(&'static str, usize);
+    impl<'de> Visitor<'de> for Body {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if k == self.0 {
+                    map.next_value_seed(Count(self.1))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde::Deserializer::deserialize_any(&mut de, Body(key, max)) {
+        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(ApiError::validation(
+            key,
+            format!("expected at most {max} items in one batch; the list has more"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod batch_len_tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_counted_only_up_to_the_limit() {
+        let many = format!("{{\"contacts\":[{}[]]}}", "[],".repeat(2_000_000));
+        let cases: [(&str, bool); 6] = [
+            (r#"{"contacts": [1, 2, 3]}"#, true),
+            (r#"{"contacts": [1, 2, 3, 4]}"#, false),
+            (r#"{"other": [1, 2, 3, 4], "contacts": []}"#, true),
+            ("not json", true),
+            (r#"{"contacts": "x"}"#, true),
+            (&many, false),
+        ];
+        for (body, ok) in cases {
+            assert_eq!(
+                check_batch_len(body.as_bytes(), "contacts", 3).is_ok(),
+                ok,
+                "{}",
+                &body[..body.len().min(60)]
+            );
+        }
+    }
+}

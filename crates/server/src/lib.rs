@@ -9,6 +9,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod index;
 pub mod panel;
 pub mod rebuild;

@@ -170,9 +170,16 @@ async fn verified(
     target: Option<&str>,
 ) -> Option<(segmentd_store::Account, String, Channel)> {
     let account = state.store.account(link.0).await.ok()??;
-    let signer = Signer::for_account(state.store.as_ref(), account.id)
-        .await
-        .ok()?;
+    // Read-only: a link to an account that never signed one is refused without making
+    // its key (an unauthenticated request that is refused writes nothing).
+    let signer = Signer {
+        key: state
+            .store
+            .existing_tracking_secret(account.id)
+            .await
+            .ok()??
+            .into_bytes(),
+    };
     if !signer.verify(link, kind, target) {
         return None;
     }

@@ -406,6 +406,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Contact>>;
     /// The account's tracking-link key: the stored one, or `candidate`, stored now.
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String>;
+    /// The account's tracking-link key if one was ever made (nothing is written).
+    async fn existing_tracking_secret(&self, account: AccountId) -> Result<Option<String>>;
 }
 
 /// Opens (creating and migrating as needed) the store a database URL names.

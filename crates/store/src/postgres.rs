@@ -1619,6 +1619,15 @@ impl Store for PostgresStore {
         rows.into_iter().map(decode_for_address).collect()
     }
 
+    async fn existing_tracking_secret(&self, account: AccountId) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM tracking_secrets WHERE account_id = $1")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {
         sqlx::query(
             "INSERT INTO tracking_secrets (account_id, secret) VALUES ($1, $2) \

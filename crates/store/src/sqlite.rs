@@ -1774,6 +1774,15 @@ impl Store for SqliteStore {
         rows.into_iter().map(decode_for_address).collect()
     }
 
+    async fn existing_tracking_secret(&self, account: AccountId) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM tracking_secrets WHERE account_id = ?")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {
         sqlx::query(
             "INSERT INTO tracking_secrets (account_id, secret) VALUES (?, ?) \

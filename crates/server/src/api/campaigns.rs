@@ -240,6 +240,11 @@ pub(crate) async fn parse_campaign(
         ));
     }
     for (list, ids) in [("targets", &body.targets), ("exclusions", &body.exclusions)] {
+        // Too long a list is refused above without a lookup: a request's cost never
+        // grows with a value in it.
+        if ids.len() > MAX_SEGMENTS {
+            continue;
+        }
         for (i, id) in ids.iter().enumerate() {
             if state.store.segment(account.id, *id).await?.is_none() {
                 issues.push(Issue::new(

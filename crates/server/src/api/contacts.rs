@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::api::paging::{Page, into_page, paging};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, parse_value};
+use crate::extract::{ApiBytes, check_batch_len, parse_json, parse_value};
 use crate::state::AppState;
 use crate::writes;
 
@@ -239,8 +239,10 @@ pub fn parse_contact(
 pub async fn upsert_contacts(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
-    ApiJson(body): ApiJson<ContactBatch>,
+    ApiBytes(bytes): ApiBytes,
 ) -> Result<Json<Upserted>, ApiError> {
+    check_batch_len(&bytes, "contacts", MAX_BATCH)?;
+    let body: ContactBatch = parse_json(&bytes)?;
     if body.contacts.len() > MAX_BATCH {
         return Err(ApiError::validation(
             "contacts",

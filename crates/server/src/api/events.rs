@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::api::contacts::MAX_BATCH;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiBytes, parse_json_fast, parse_value};
+use crate::extract::{ApiBytes, check_batch_len, parse_json_fast, parse_value};
 use crate::state::AppState;
 use crate::writes;
 
@@ -226,6 +226,7 @@ fn check_event(event: EventIn, path: &str) -> Result<NewEvent, Vec<Issue>> {
 /// Parses a batch with every problem named by its path. Paths are only formatted for an
 /// item with a problem: on the happy path nothing is allocated per item but the event.
 fn parse_batch(body: &[u8]) -> Result<Vec<NewEvent>, ApiError> {
+    check_batch_len(body, "events", MAX_BATCH)?;
     let parsed = parse_json_fast::<TypedEventBatch, EventBatch>(body)?;
     let len = match &parsed {
         Ok(typed) => typed.events.len(),

@@ -39,6 +39,8 @@ pub fn paging(query: &HashMap<String, String>) -> Result<(usize, Option<String>)
             hex::decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
+                // External ids never hold NUL: a cursor that decodes to one is not ours.
+                .filter(|s| !s.contains('\0'))
                 .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API returned"))?,
         ),
     };

@@ -251,10 +251,18 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// Only panel paths are followed after sign-in (no open redirect).
+/// Only panel paths are followed after sign-in (no open redirect), and only those that
+/// can be a `Location` header as they are (visible ASCII: no line break, no NUL);
+/// anything else goes to the panel's first page.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/panel") && !n.starts_with("/panel/sign-") => n.to_owned(),
+        Some(n)
+            if n.starts_with("/panel")
+                && !n.starts_with("/panel/sign-")
+                && n.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+        {
+            n.to_owned()
+        }
         _ => "/panel/segments".to_owned(),
     }
 }
@@ -431,4 +439,26 @@ pub async fn ensure_demo_user(
         email: DEMO_EMAIL.to_owned(),
         password: DEMO_PASSWORD.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_plain_panel_paths_are_followed_after_sign_in() {
+        let cases = [
+            (Some("/panel/segments/3"), "/panel/segments/3"),
+            (Some("/panel/contacts?q=ann"), "/panel/contacts?q=ann"),
+            (Some("https://evil.example/panel"), "/panel/segments"),
+            (Some("/panel/sign-out"), "/panel/segments"),
+            (Some("/panel\r\nSet-Cookie: x=1"), "/panel/segments"),
+            (Some("/panel/\0"), "/panel/segments"),
+            (Some("/panel/ünï"), "/panel/segments"),
+            (None, "/panel/segments"),
+        ];
+        for (next, expected) in cases {
+            assert_eq!(safe_next(next), expected, "{next:?}");
+        }
+    }
 }
