@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of segmentd on a fresh machine: starts what the tests need, then
-# `cargo test` for the whole workspace (one build, one target directory).
+# formatting and clippy (warnings are errors), then `cargo test` for the whole
+# workspace (one build, one target directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +15,10 @@ if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; the
     for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
   fi
 fi
+
+# The code's own checks first: they fail fast, and clippy's build shares the
+# dependencies that the tests then compile.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 cargo test --workspace --locked "$@"

@@ -128,6 +128,9 @@ impl Application {
             clock,
             catalogs: Arc::default(),
             campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         };
         if state.campaigns.settings.worker {
             crate::campaigns::start_worker(state.clone()).await?;
@@ -144,20 +147,28 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, app(self.state)).await
+        axum::serve(self.listener, with_client_address(app(self.state))).await
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish and saves the
     /// index snapshots, so that the next start replays nothing.
     pub async fn run_until_signalled(self) -> anyhow::Result<()> {
         let index = self.state.index.clone();
-        axum::serve(self.listener, app(self.state))
+        axum::serve(self.listener, with_client_address(app(self.state)))
             .with_graceful_shutdown(stop_signal())
             .await?;
         tracing::info!("stopping: saving index snapshots");
         index.save_snapshots(SaveWhen::Changed).await?;
         Ok(())
     }
+}
+
+/// The router with each request's client address (`ConnectInfo`), which sign-in limits
+/// count failures by.
+fn with_client_address(
+    router: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
+    router.into_make_service_with_connect_info::<std::net::SocketAddr>()
 }
 
 pub fn app(state: AppState) -> Router {

@@ -32,4 +32,7 @@ pub struct AppState {
     pub catalogs: Arc<crate::catalog::CatalogCache>,
     /// Campaign delivery: settings, the HTTP client and the campaigns running here.
     pub campaigns: Arc<crate::campaigns::Delivery>,
+    /// Password hashes computed at once (each costs tens of milliseconds of a core): a
+    /// burst of sign-ins waits here instead of taking every core.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }

@@ -190,6 +190,19 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>>;
     /// Ends a session (sign-out); `false` if there was none.
     async fn delete_session(&self, token_hash: &str) -> Result<bool>;
+    /// The failed sign-ins counted under `key` since `since` (0 when its window began
+    /// earlier), and when that window began.
+    async fn sign_in_failures(&self, key: &str, since: Timestamp) -> Result<(u32, Timestamp)>;
+    /// Counts one failed sign-in under `key` at `now`, in a new window when the last one
+    /// began before `since`.
+    async fn record_sign_in_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<()>;
+    /// Forgets `key`'s failures (a successful sign-in).
+    async fn clear_sign_in_failures(&self, key: &str) -> Result<()>;
     /// Deletes the sessions expired at `now`; returns how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64>;
 

@@ -836,6 +836,50 @@ impl Store for PostgresStore {
         Ok(deleted > 0)
     }
 
+    async fn sign_in_failures(&self, key: &str, since: Timestamp) -> Result<(u32, Timestamp)> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT failures, window_start FROM sign_in_failures WHERE key = $1 AND window_start >= $2",
+        )
+        .bind(key)
+        .bind(to_ms(since))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some((n, start)) => (u32::try_from(n.max(0)).unwrap_or(u32::MAX), from_ms(start)?),
+            None => (0, since),
+        })
+    }
+
+    async fn record_sign_in_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        since: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sign_in_failures (key, window_start, failures) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+             failures = CASE WHEN sign_in_failures.window_start < $3 THEN 1 \
+                             ELSE sign_in_failures.failures + 1 END, \
+             window_start = CASE WHEN sign_in_failures.window_start < $3 THEN $2 \
+                                 ELSE sign_in_failures.window_start END",
+        )
+        .bind(key)
+        .bind(to_ms(now))
+        .bind(to_ms(since))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_sign_in_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(to_ms(now))

@@ -75,6 +75,7 @@ conformance!(
     sessions_are_found_until_they_expire_or_are_deleted,
     a_session_cannot_name_a_user_of_another_account,
     one_accounts_users_and_sessions_are_its_own,
+    sign_in_failures_are_counted_in_a_window_and_forgotten_after_it,
     // Campaigns.
     a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept,
     scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept,
@@ -2266,6 +2267,53 @@ async fn contacts_are_found_by_exact_email_or_phone(ctx: Ctx) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn sign_in_failures_are_counted_in_a_window_and_forgotten_after_it(ctx: Ctx) {
+    let s = &ctx.store;
+    let minute = 60_000;
+    let window = 15 * minute;
+    let since = |now: i64| ts(now - window);
+    for now in [100 * minute, 101 * minute, 102 * minute] {
+        s.record_sign_in_failure("email:ann", ts(now), since(now))
+            .await
+            .unwrap();
+    }
+    let at = 103 * minute;
+    assert_eq!(
+        s.sign_in_failures("email:ann", since(at)).await.unwrap(),
+        (3, ts(100 * minute)),
+        "counted from the first failure"
+    );
+    assert_eq!(
+        s.sign_in_failures("email:bob", since(at)).await.unwrap().0,
+        0
+    );
+    // Once the window has passed, the failures no longer count, and the next one
+    // starts a new window.
+    let later = 116 * minute;
+    assert_eq!(
+        s.sign_in_failures("email:ann", since(later))
+            .await
+            .unwrap()
+            .0,
+        0
+    );
+    s.record_sign_in_failure("email:ann", ts(later), since(later))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sign_in_failures("email:ann", since(later)).await.unwrap(),
+        (1, ts(later))
+    );
+    s.clear_sign_in_failures("email:ann").await.unwrap();
+    assert_eq!(
+        s.sign_in_failures("email:ann", since(later))
+            .await
+            .unwrap()
+            .0,
+        0
     );
 }
 

@@ -305,15 +305,77 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password("not a password of anyone").unwrap_or_default())
 }
 
+/// Failed sign-ins allowed per e-mail address, and per client address, in a window
+/// that starts at the first failure. The address limit stops guessing one password;
+/// the client limit stops one machine trying many addresses.
+pub const FAILURES_PER_EMAIL: u32 = 5;
+pub const FAILURES_PER_CLIENT: u32 = 30;
+pub const FAILURE_WINDOW: SignedDuration = SignedDuration::from_mins(15);
+
+/// The client's address, when the server knows it (it always does when serving).
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The keys a sign-in's failures are counted under, each with its limit.
+fn failure_keys(email: &str, client: Option<std::net::IpAddr>) -> Vec<(String, u32)> {
+    let mut keys = vec![(
+        format!("email:{}", email.trim().to_lowercase()),
+        FAILURES_PER_EMAIL,
+    )];
+    if let Some(ip) = client {
+        keys.push((format!("ip:{ip}"), FAILURES_PER_CLIENT));
+    }
+    keys
+}
+
 pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(client): ClientAddress,
     Form(form): Form<SignInForm>,
 ) -> Response {
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "cross-site sign-in refused").into_response();
     }
     let now = state.clock.now();
+    let since = now.checked_sub(FAILURE_WINDOW).unwrap_or(now);
+    let keys = failure_keys(&form.email, client);
+    // Refused before any hashing: a locked-out guesser costs a lookup, not a core.
+    for (key, limit) in &keys {
+        let (failures, started) = match state.store.sign_in_failures(key, since).await {
+            Ok(f) => f,
+            Err(e) => return internal(e),
+        };
+        if failures >= *limit {
+            let wait = started
+                .checked_add(FAILURE_WINDOW)
+                .map(|end| end.duration_since(now).as_secs().max(1))
+                .unwrap_or(60);
+            let minutes = (wait + 59) / 60;
+            let message = format!(
+                "Too many failed sign-ins. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let page = super::pages::sign_in(form.next.as_deref(), Some(&message), &form.email);
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return response;
+        }
+    }
     let user = match state.store.user_by_email(form.email.trim()).await {
         Ok(u) => u,
         Err(e) => return internal(e),
@@ -323,9 +385,25 @@ pub async fn sign_in(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_owned());
     let password = form.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let ok = match state.hashing.clone().acquire_owned().await {
+        Ok(permit) => tokio::task::spawn_blocking(move || {
+            let ok = verify_password(&password, &hash);
+            drop(permit);
+            ok
+        })
         .await
-        .unwrap_or(false);
+        .unwrap_or(false),
+        Err(_) => false,
+    };
+    if ok {
+        let _ = state.store.clear_sign_in_failures(&keys[0].0).await;
+    } else {
+        for (key, _) in &keys {
+            if let Err(e) = state.store.record_sign_in_failure(key, now, since).await {
+                return internal(e);
+            }
+        }
+    }
     let Some(user) = user.filter(|_| ok) else {
         let page = super::pages::sign_in(
             form.next.as_deref(),

@@ -191,6 +191,43 @@ async fn a_wrong_password_or_unknown_address_signs_no_one_in() {
 }
 
 #[tokio::test]
+async fn sign_in_locks_an_address_after_five_failures_and_answers_with_retry_after() {
+    use segmentd::panel::session::FAILURES_PER_EMAIL;
+    let app = spawn().await;
+    app.account_with_user("Acme", "ann@example.com").await;
+    app.account_with_user("Other", "bob@example.com").await;
+    // A success before the limit starts the count again.
+    for _ in 0..FAILURES_PER_EMAIL - 1 {
+        let r = app.sign_in("ann@example.com", "wrong password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.sign_in("ann@example.com", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    for _ in 0..FAILURES_PER_EMAIL {
+        let r = app.sign_in("ANN@example.com", "wrong password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked now, even with the right password, in any case of the address.
+    let r = app.sign_in("ann@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15 * 60).contains(&retry), "{retry}");
+    assert!(r.text().await.unwrap().contains("Too many failed sign-ins"));
+    // Another address from the same client is not locked by ann's failures.
+    assert_eq!(
+        app.sign_in("bob@example.com", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
 async fn the_session_cookie_is_http_only_same_site_and_any_case_of_the_address_signs_in() {
     let app = spawn().await;
     app.account_with_user("Acme", "Ann@Example.com").await;

@@ -1,0 +1,7 @@
+-- Failed sign-ins counted per key (`email:ADDRESS`, `ip:ADDRESS`) in a window that starts
+-- at the first failure: kept in the store so that the limit holds across instances.
+CREATE TABLE sign_in_failures (
+    key          TEXT PRIMARY KEY,
+    window_start BIGINT NOT NULL,
+    failures     BIGINT NOT NULL
+);
