@@ -58,15 +58,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a panel user of an account. The password comes from --password, else from
-    /// SEGMENTD_PASSWORD, else from the first line of standard input.
+    /// Create a panel user of an account. The password comes from the first line of
+    /// standard input, or SEGMENTD_PASSWORD; --password still works but shows it to
+    /// every user of the machine (the process list), so it warns.
     Create {
         /// The account's id or name.
         #[arg(long)]
         account: String,
         #[arg(long)]
         email: String,
-        #[arg(long, env = "SEGMENTD_PASSWORD", hide_env_values = true)]
+        #[arg(long)]
         password: Option<String>,
         #[command(flatten)]
         settings: SettingsArgs,
@@ -164,7 +165,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = segmentd_store::open(&settings.database_url()).await?;
             let account = crate::panel::session::find_account(store.as_ref(), &account).await?;
-            let password = match password {
+            if password.is_some() {
+                eprintln!(
+                    "warning: --password is visible to every user of this machine in the process \
+                     list; pipe the password on standard input or set SEGMENTD_PASSWORD instead"
+                );
+            }
+            let password = match password.or_else(|| std::env::var("SEGMENTD_PASSWORD").ok()) {
                 Some(p) => p,
                 None => {
                     let mut line = String::new();

@@ -7,6 +7,7 @@
 //!   backend and be kept on the other.
 //! - A refusal produced outside our handlers under `/api/` (axum's own path, query and
 //!   body rejections, which are plain text) is rewritten into the spec's error body.
+//! - Panel responses are never cached (`Cache-Control: no-store`), assets aside.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -135,6 +136,21 @@ pub async fn spec_shaped_errors(request: Request, next: Next) -> Response {
     );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Signed-in pages and the panel's JSON are never kept by a browser's or a proxy's
+/// cache (a shared computer's back button, a caching proxy): `Cache-Control: no-store`
+/// on every panel response but its static assets.
+pub async fn panel_no_store(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let panel = path.starts_with("/panel") && !path.starts_with("/panel/assets/");
+    let mut response = next.run(request).await;
+    if panel {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 #[cfg(test)]

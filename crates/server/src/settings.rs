@@ -76,6 +76,10 @@ pub struct SettingsArgs {
     /// An `Authorization` header value sent with every SMS and push webhook.
     #[arg(long, env = "SEGMENTD_WEBHOOK_AUTHORIZATION")]
     pub webhook_authorization: Option<String>,
+    /// Panel cookies `Secure` with the `__Host-` prefix even when --public-url is not
+    /// https (behind a proxy that terminates TLS); they are whenever it is.
+    #[arg(long, env = "SEGMENTD_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +104,7 @@ struct FileSettings {
     pause_after_errors: Option<u32>,
     webhook_secret: Option<String>,
     webhook_authorization: Option<String>,
+    secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +149,9 @@ pub struct DeliverySettings {
     pub webhook_authorization: Option<String>,
     /// How long a webhook may take before its outcome counts as unknown.
     pub webhook_timeout: std::time::Duration,
+    /// The panel's session cookie is `Secure` with the `__Host-` prefix (also whenever
+    /// `public_url` is https).
+    pub secure_cookies: bool,
     /// Whether this process runs the background worker: scheduled campaigns sent when
     /// due, and sending ones taken up after a restart or a resume elsewhere. A process
     /// without it still delivers what is sent or resumed through it.
@@ -185,6 +193,7 @@ impl Default for DeliverySettings {
             webhook_authorization: None,
             webhook_timeout: std::time::Duration::from_secs(30),
             worker: true,
+            secure_cookies: false,
         }
     }
 }
@@ -253,6 +262,7 @@ impl Settings {
                         .webhook_authorization
                         .clone()
                         .or(file.webhook_authorization),
+                    secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
                     ..d
                 }
             },

@@ -180,6 +180,7 @@ pub fn app(state: AppState) -> Router {
             "/",
             axum::routing::get(|| async { axum::response::Redirect::to("/panel/segments") }),
         )
+        .layer(axum::middleware::from_fn(crate::guard::panel_no_store))
         .layer(axum::middleware::from_fn(crate::guard::spec_shaped_errors))
         .layer(axum::middleware::from_fn(crate::guard::refuse_bad_text))
         .layer(TraceLayer::new_for_http())

@@ -186,8 +186,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new session; `false` (and nothing stored) unless the user belongs to
     /// `session.account_id`.
     async fn create_session(&self, session: &NewSession) -> Result<bool>;
-    /// The session with this token hash, if it has not expired at `now`.
+    /// The session with this token hash, if it has not expired (nor idled out) at `now`.
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+    /// Pushes a session's idle end to `idle_until`.
+    async fn touch_session(&self, token_hash: &str, idle_until: Timestamp) -> Result<()>;
     /// Ends a session (sign-out); `false` if there was none.
     async fn delete_session(&self, token_hash: &str) -> Result<bool>;
     /// The failed sign-ins counted under `key` since `since` (0 when its window began

@@ -297,6 +297,8 @@ pub struct Session {
     /// Sent back with every state-changing request of the session.
     pub csrf_token: String,
     pub expires_at: Timestamp,
+    /// It also ends when unused until then (pushed forward as it is used).
+    pub idle_until: Option<Timestamp>,
 }
 
 /// What a new session stores: the hash of its token, never the token.
@@ -308,6 +310,7 @@ pub struct NewSession {
     pub account_id: AccountId,
     pub csrf_token: String,
     pub expires_at: Timestamp,
+    pub idle_until: Option<Timestamp>,
 }
 
 /// One change of a saved segment's membership, as recorded.

@@ -937,13 +937,14 @@ impl Store for SqliteStore {
 
     async fn create_session(&self, session: &NewSession) -> Result<bool> {
         let inserted = sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, account_id, csrf_token, created_at, expires_at) \
-             SELECT ?, id, account_id, ?, ?, ? FROM users WHERE id = ? AND account_id = ?",
+            "INSERT INTO sessions (token_hash, user_id, account_id, csrf_token, created_at, expires_at, \
+             idle_until) SELECT ?, id, account_id, ?, ?, ?, ? FROM users WHERE id = ? AND account_id = ?",
         )
         .bind(&session.token_hash)
         .bind(&session.csrf_token)
         .bind(now_ms())
         .bind(to_ms(session.expires_at))
+        .bind(session.idle_until.map(to_ms))
         .bind(session.user_id)
         .bind(session.account_id)
         .execute(&self.writer)
@@ -955,11 +956,13 @@ impl Store for SqliteStore {
 
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>> {
         let row = sqlx::query(
-            "SELECT s.user_id, s.account_id, u.email, s.csrf_token, s.expires_at \
+            "SELECT s.user_id, s.account_id, u.email, s.csrf_token, s.expires_at, s.idle_until \
              FROM sessions s JOIN users u ON u.id = s.user_id AND u.account_id = s.account_id \
-             WHERE s.token_hash = ? AND s.expires_at > ?",
+             WHERE s.token_hash = ? AND s.expires_at > ? \
+             AND (s.idle_until IS NULL OR s.idle_until > ?)",
         )
         .bind(token_hash)
+        .bind(to_ms(now))
         .bind(to_ms(now))
         .fetch_optional(&self.pool)
         .await?;
@@ -970,9 +973,22 @@ impl Store for SqliteStore {
                 email: row.try_get("email")?,
                 csrf_token: row.try_get("csrf_token")?,
                 expires_at: from_ms(row.try_get("expires_at")?)?,
+                idle_until: row
+                    .try_get::<Option<i64>, _>("idle_until")?
+                    .map(from_ms)
+                    .transpose()?,
             })
         })
         .transpose()
+    }
+
+    async fn touch_session(&self, token_hash: &str, idle_until: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET idle_until = ?1 WHERE token_hash = ?2")
+            .bind(to_ms(idle_until))
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<bool> {

@@ -76,6 +76,7 @@ conformance!(
     a_session_cannot_name_a_user_of_another_account,
     one_accounts_users_and_sessions_are_its_own,
     sign_in_failures_are_counted_in_a_window_and_forgotten_after_it,
+    an_idle_session_ends_and_use_keeps_it_alive,
     // Campaigns.
     a_campaign_is_frozen_once_with_its_recipients_and_each_status_is_kept,
     scheduled_campaigns_are_due_only_at_their_time_and_secrets_are_kept,
@@ -1361,6 +1362,7 @@ fn new_session(token_hash: &str, user: &User, expires_ms: i64) -> NewSession {
         account_id: user.account_id,
         csrf_token: format!("csrf-{token_hash}"),
         expires_at: ts(expires_ms),
+        idle_until: None,
     }
 }
 
@@ -1443,6 +1445,7 @@ async fn sessions_are_found_until_they_expire_or_are_deleted(ctx: Ctx) {
             email: "Ann@example.com".to_owned(),
             csrf_token: "csrf-t1".to_owned(),
             expires_at: ts(1_000),
+            idle_until: None,
         }
     );
     // Expired at its expiry instant; unknown tokens are not found.
@@ -2267,6 +2270,30 @@ async fn contacts_are_found_by_exact_email_or_phone(ctx: Ctx) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn an_idle_session_ends_and_use_keeps_it_alive(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = account(s, "Acme").await;
+    let user = s
+        .create_user(a.id, "ann@example.com", "hash", ts(0))
+        .await
+        .unwrap();
+    let session = NewSession {
+        idle_until: Some(ts(2_000)),
+        ..new_session("t1", &user, 10_000)
+    };
+    assert!(s.create_session(&session).await.unwrap());
+    assert!(s.session("t1", ts(1_999)).await.unwrap().is_some());
+    assert!(s.session("t1", ts(2_000)).await.unwrap().is_none(), "idle");
+    s.touch_session("t1", ts(5_000)).await.unwrap();
+    let found = s.session("t1", ts(4_000)).await.unwrap().unwrap();
+    assert_eq!(found.idle_until, Some(ts(5_000)));
+    s.touch_session("t1", ts(20_000)).await.unwrap();
+    assert!(
+        s.session("t1", ts(10_000)).await.unwrap().is_none(),
+        "the absolute end holds whatever the use"
     );
 }
 

@@ -24,8 +24,32 @@ use crate::error::{ErrorBody, ErrorContent};
 use crate::state::AppState;
 
 pub const COOKIE: &str = "segmentd_session";
+/// The cookie's name when it is `Secure`: the `__Host-` prefix makes browsers refuse it
+/// unless it is secure, for the whole host and set by it (no subdomain can plant one).
+pub const SECURE_COOKIE: &str = "__Host-segmentd_session";
 /// A session ends this long after sign-in, used or not.
 pub const SESSION_LIFETIME: SignedDuration = SignedDuration::from_hours(12);
+/// …and this long after its last use.
+pub const SESSION_IDLE: SignedDuration = SignedDuration::from_mins(30);
+
+/// Whether the panel's cookie is `Secure` (and `__Host-` prefixed): when asked, or when
+/// the public URL is https.
+pub fn secure_cookies(state: &AppState) -> bool {
+    let s = &state.campaigns.settings;
+    s.secure_cookies
+        || s.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// The session cookie's name and attributes (without its value and age).
+fn cookie_parts(state: &AppState) -> (&'static str, &'static str) {
+    if secure_cookies(state) {
+        (SECURE_COOKIE, "Path=/; HttpOnly; SameSite=Lax; Secure")
+    } else {
+        (COOKIE, "Path=/; HttpOnly; SameSite=Lax")
+    }
+}
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -105,14 +129,14 @@ pub async fn create_user(
 }
 
 /// The session cookie's token, if the request has one.
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
 }
@@ -132,13 +156,22 @@ impl SignedIn {
 }
 
 async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, StoreError> {
-    let Some(token) = cookie_token(&parts.headers) else {
+    let Some(token) = cookie_token(&parts.headers, cookie_parts(state).0) else {
         return Ok(None);
     };
     let hash = token_hash(&token);
-    let Some(session) = state.store.session(&hash, state.clock.now()).await? else {
+    let now = state.clock.now();
+    let Some(session) = state.store.session(&hash, now).await? else {
         return Ok(None);
     };
+    // The idle end moves with use, written at most once a minute per session.
+    let fresh = now.checked_add(SESSION_IDLE).unwrap_or(now);
+    let stale = session
+        .idle_until
+        .is_none_or(|t| fresh.duration_since(t) > SignedDuration::from_mins(1));
+    if stale {
+        state.store.touch_session(&hash, fresh).await?;
+    }
     let Some(account) = state.store.account(session.account_id).await? else {
         return Ok(None);
     };
@@ -420,6 +453,7 @@ pub async fn sign_in(
         account_id: user.account_id,
         csrf_token: random_hex(),
         expires_at: now.checked_add(SESSION_LIFETIME).unwrap_or(now),
+        idle_until: Some(now.checked_add(SESSION_IDLE).unwrap_or(now)),
     };
     match state.store.create_session(&session).await {
         Ok(true) => {}
@@ -428,8 +462,9 @@ pub async fn sign_in(
         }
         Err(e) => return internal(e),
     }
+    let (name, attributes) = cookie_parts(&state);
     let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+        "{name}={token}; {attributes}; Max-Age={}",
         SESSION_LIFETIME.as_secs()
     );
     let mut response = Redirect::to(&safe_next(form.next.as_deref())).into_response();
@@ -461,10 +496,10 @@ pub async fn sign_out(
         return internal(e);
     }
     let mut response = Redirect::to("/panel/sign-in?signed_out=1").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("segmentd_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
-    );
+    let (name, attributes) = cookie_parts(&state);
+    if let Ok(v) = HeaderValue::from_str(&format!("{name}=; {attributes}; Max-Age=0")) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
     response
 }
 

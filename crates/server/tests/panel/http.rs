@@ -26,12 +26,20 @@ struct Session {
 const PASSWORD: &str = "correct horse battery";
 
 async fn spawn() -> App {
+    spawn_with(segmentd::settings::DeliverySettings::default()).await
+}
+
+async fn spawn_with(settings: segmentd::settings::DeliverySettings) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("panel.db").display());
     let store = segmentd_store::open(&url).await.unwrap();
-    let app = Application::with_store(store.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let app = Application::with_store_and_delivery(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        settings,
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     App {
@@ -225,6 +233,50 @@ async fn sign_in_locks_an_address_after_five_failures_and_answers_with_retry_aft
         app.sign_in("bob@example.com", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
     );
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_with_the_host_prefix_whenever_the_public_url_is_https() {
+    let cases = [
+        (None, false, "segmentd_session="),
+        (Some("http://panel.example"), false, "segmentd_session="),
+        (
+            Some("https://panel.example"),
+            false,
+            "__Host-segmentd_session=",
+        ),
+        (
+            Some("http://panel.example"),
+            true,
+            "__Host-segmentd_session=",
+        ),
+    ];
+    for (public_url, forced, prefix) in cases {
+        let app = spawn_with(segmentd::settings::DeliverySettings {
+            public_url: public_url.map(str::to_owned),
+            secure_cookies: forced,
+            ..Default::default()
+        })
+        .await;
+        app.account_with_user("Acme", "ann@example.com").await;
+        let r = app.sign_in("ann@example.com", PASSWORD).await;
+        let cookie = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(cookie.starts_with(prefix), "{public_url:?}: {cookie}");
+        assert_eq!(
+            cookie.contains("; Secure"),
+            prefix.starts_with("__Host-"),
+            "{cookie}"
+        );
+        // The cookie works under its own name, and signed-in pages are never cached.
+        let page = app
+            .req(Method::GET, "/panel/segments", None)
+            .header(COOKIE, cookie.split(';').next().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{cookie}");
+        assert_eq!(page.headers()["cache-control"], "no-store");
+    }
 }
 
 #[tokio::test]
