@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod index;
+pub mod listener;
 pub mod panel;
 pub mod rebuild;
 pub mod settings;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 use crate::index::{Indexes, SaveWhen};
+use crate::listener::{GuardedListener, PeerAddr};
 use crate::settings::{DeliverySettings, Settings};
 use crate::state::{AppState, Clock, SystemClock};
 
@@ -147,16 +148,23 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, with_client_address(app(self.state))).await
+        axum::serve(
+            GuardedListener::new(self.listener),
+            with_client_address(app(self.state)),
+        )
+        .await
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish and saves the
     /// index snapshots, so that the next start replays nothing.
     pub async fn run_until_signalled(self) -> anyhow::Result<()> {
         let index = self.state.index.clone();
-        axum::serve(self.listener, with_client_address(app(self.state)))
-            .with_graceful_shutdown(stop_signal())
-            .await?;
+        axum::serve(
+            GuardedListener::new(self.listener),
+            with_client_address(app(self.state)),
+        )
+        .with_graceful_shutdown(stop_signal())
+        .await?;
         tracing::info!("stopping: saving index snapshots");
         index.save_snapshots(SaveWhen::Changed).await?;
         Ok(())
@@ -167,9 +175,14 @@ impl Application {
 /// count failures by.
 fn with_client_address(
     router: Router,
-) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
-    router.into_make_service_with_connect_info::<std::net::SocketAddr>()
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, PeerAddr> {
+    router.into_make_service_with_connect_info::<PeerAddr>()
 }
+
+/// No request runs longer than this (the freeze of a campaign to ten million contacts
+/// is the longest one measured, about a minute); its work is dropped, and a write in it
+/// rolls back.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -181,6 +194,10 @@ pub fn app(state: AppState) -> Router {
             axum::routing::get(|| async { axum::response::Redirect::to("/panel/segments") }),
         )
         .layer(axum::middleware::from_fn(crate::guard::panel_no_store))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
         .layer(axum::middleware::from_fn(crate::guard::spec_shaped_errors))
         .layer(axum::middleware::from_fn(crate::guard::refuse_bad_text))
         .layer(TraceLayer::new_for_http())

@@ -355,8 +355,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(ClientAddress(
             parts
                 .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .get::<axum::extract::ConnectInfo<crate::listener::PeerAddr>>()
+                .map(|c| c.0.0.ip()),
         ))
     }
 }
