@@ -7,7 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand::RngCore;
-use segmentd_store::{Account, AccountId, Store};
+use segmentd_store::{Account, AccountId, ApiKey, NewApiKey, Store};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -26,14 +26,38 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Creates a key for `account` and returns it; only its hash is stored.
+/// How many characters of a key are kept to recognise it (`sk_` and 7 hex digits).
+pub const SHOWN_PREFIX_CHARS: usize = 10;
+
+/// Creates the account's admin key named "default" and returns it; only its hash is
+/// stored.
 pub async fn issue_api_key(
     store: &dyn Store,
     account: AccountId,
 ) -> Result<String, segmentd_store::StoreError> {
+    issue_named_key(store, account, "default", true)
+        .await
+        .map(|(key, _)| key)
+}
+
+/// Creates a named key for `account`: the key (shown once) and what is kept of it.
+pub async fn issue_named_key(
+    store: &dyn Store,
+    account: AccountId,
+    name: &str,
+    admin: bool,
+) -> Result<(String, ApiKey), segmentd_store::StoreError> {
     let key = generate_api_key();
-    store.add_api_key(account, &hash_api_key(&key)).await?;
-    Ok(key)
+    let new = NewApiKey {
+        name: name.to_owned(),
+        prefix: key.chars().take(SHOWN_PREFIX_CHARS).collect(),
+        key_hash: hash_api_key(&key),
+        admin,
+    };
+    let stored = store
+        .create_api_key(account, &new, jiff::Timestamp::now())
+        .await?;
+    Ok((key, stored))
 }
 
 /// The account whose API key came with the request (`Authorization: Bearer <key>`).
@@ -57,22 +81,57 @@ fn api_key_of(header: &str) -> Option<String> {
     key.starts_with(KEY_PREFIX).then_some(key)
 }
 
+/// The key's last use is written at most this often (not once a request).
+const LAST_USED_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
+
+/// The key a request came with, not revoked, and its account; its last use noted.
+async fn key_of(parts: &Parts, state: &AppState) -> Result<(Account, ApiKey), ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let key = api_key_of(header).ok_or(ApiError::Unauthorized)?;
+    let hash = hash_api_key(&key);
+    let (account, found) = state
+        .store
+        .api_key_by_hash(&hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let now = state.clock.now();
+    let stale = found
+        .last_used_at
+        .is_none_or(|t| now.duration_since(t) > LAST_USED_EVERY);
+    if stale {
+        state.store.touch_api_key(&hash, now).await?;
+    }
+    Ok((account, found))
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let key = api_key_of(header).ok_or(ApiError::Unauthorized)?;
-        let key = key.as_str();
-        let account = state
-            .store
-            .account_by_api_key(&hash_api_key(key))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Authenticated(account))
+        key_of(parts, state)
+            .await
+            .map(|(account, _)| Authenticated(account))
+    }
+}
+
+/// A request made with one of the account's admin keys (which manage its keys): 403
+/// with another key.
+pub struct AdminKey(pub Account);
+
+impl FromRequestParts<AppState> for AdminKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (account, key) = key_of(parts, state).await?;
+        if !key.admin {
+            return Err(ApiError::Forbidden(
+                "only an admin key manages the account's keys".into(),
+            ));
+        }
+        Ok(AdminKey(account))
     }
 }

@@ -54,6 +54,61 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage an account's API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Create {
+        /// The account's id or name.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        /// The key may manage the account's keys through the API.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List the account's keys: id, name, first characters, created, last used, revoked.
+    List {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Revoke a key by its id (from `key list`): it stops working at once.
+    Revoke {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+/// The store the settings name, and the account named by id or name.
+async fn account_store(
+    settings: &SettingsArgs,
+    account: &str,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn segmentd_store::Store>,
+    segmentd_store::Account,
+)> {
+    let settings = Settings::resolve(settings)?;
+    if settings.uses_data_dir() {
+        std::fs::create_dir_all(&settings.data_dir)?;
+    }
+    let store = segmentd_store::open(&settings.database_url()).await?;
+    let account = crate::panel::session::find_account(store.as_ref(), account).await?;
+    Ok((store, account))
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +205,60 @@ pub enum AccountCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Key { command } => match command {
+            KeyCommand::Create {
+                account,
+                name,
+                admin,
+                settings,
+            } => {
+                let (store, account) = account_store(&settings, &account).await?;
+                let (key, about) =
+                    crate::auth::issue_named_key(store.as_ref(), account.id, &name, admin).await?;
+                println!(
+                    "key {} ({}) created in account {}; it is shown this once:",
+                    about.id, about.name, account.name
+                );
+                println!("API key: {key}");
+            }
+            KeyCommand::List { account, settings } => {
+                let (store, account) = account_store(&settings, &account).await?;
+                for k in store.api_keys(account.id).await? {
+                    println!(
+                        "{}  {:<24}  {:<10}  {}  created {}  last used {}  {}",
+                        k.id,
+                        k.name,
+                        if k.prefix.is_empty() {
+                            "sk_…"
+                        } else {
+                            &k.prefix
+                        },
+                        if k.admin { "admin" } else { "     " },
+                        k.created_at,
+                        k.last_used_at
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "never".into()),
+                        k.revoked_at
+                            .map(|t| format!("revoked {t}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            KeyCommand::Revoke {
+                account,
+                id,
+                settings,
+            } => {
+                let (store, account) = account_store(&settings, &account).await?;
+                if !store
+                    .revoke_api_key(account.id, &id, jiff::Timestamp::now())
+                    .await?
+                {
+                    anyhow::bail!("no key {id} to revoke in account {}", account.name);
+                }
+                println!("key {id} revoked");
+            }
+        },
         Command::User {
             command:
                 UserCommand::Create {

@@ -538,3 +538,34 @@ pub(crate) fn in_order<K: std::hash::Hash + Eq>(
     let mut by_key: HashMap<K, Contact> = found.into_iter().map(|c| (key(&c), c)).collect();
     asked.filter_map(|k| by_key.remove(&k)).collect()
 }
+
+/// The columns of an API key (table alias `k`), as [`api_key_from_row`] reads them.
+pub(crate) const API_KEY_COLUMNS: &str = "k.key_hash, k.account_id AS key_account_id, \
+     k.name AS key_name, k.prefix, k.admin, k.created_at, k.last_used_at, k.revoked_at";
+
+pub(crate) fn api_key_from_row<R: sqlx::Row>(row: &R) -> Result<ApiKey>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let hash: String = row.try_get("key_hash")?;
+    Ok(ApiKey {
+        id: hash.chars().take(16).collect(),
+        account_id: row.try_get("key_account_id")?,
+        name: row.try_get("key_name")?,
+        prefix: row.try_get("prefix")?,
+        admin: row.try_get("admin")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(from_ms)
+            .transpose()?,
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(from_ms)
+            .transpose()?,
+    })
+}

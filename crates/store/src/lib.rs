@@ -61,7 +61,24 @@ pub trait Store: Send + Sync + 'static {
     async fn accounts(&self) -> Result<Vec<Account>>;
     /// Stores the hash of a new API key (hex of SHA-256); the key itself is never stored.
     async fn add_api_key(&self, account: AccountId, key_hash: &str) -> Result<()>;
+    /// The account of a key that is not revoked.
     async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>>;
+    /// Stores a named key.
+    async fn create_api_key(
+        &self,
+        account: AccountId,
+        key: &NewApiKey,
+        now: Timestamp,
+    ) -> Result<ApiKey>;
+    /// A key that is not revoked, with its account.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(Account, ApiKey)>>;
+    /// The account's keys, revoked ones too, oldest first.
+    async fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKey>>;
+    /// Revokes the key `id` of the account; `false` if there is no such key not yet
+    /// revoked.
+    async fn revoke_api_key(&self, account: AccountId, id: &str, now: Timestamp) -> Result<bool>;
+    /// Records that the key was used at `now`.
+    async fn touch_api_key(&self, key_hash: &str, now: Timestamp) -> Result<()>;
 
     // Custom field definitions.
     /// `Conflict` when the key is taken in this account.

@@ -20,6 +20,31 @@ pub struct Account {
     pub time_zone: String,
 }
 
+/// An API key as listed: its name and the start of the key, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The first 16 hex digits of the key's hash: public, stable, names it in the API.
+    pub id: String,
+    pub account_id: AccountId,
+    pub name: String,
+    /// The key's first characters, to recognise it (empty for keys made before names).
+    pub prefix: String,
+    /// Whether it may list, create and revoke the account's keys.
+    pub admin: bool,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What a new API key stores: the hash of the key, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub admin: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDef {
     pub key: String,

@@ -179,12 +179,94 @@ impl Store for PostgresStore {
     async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>> {
         let row = sqlx::query(
             "SELECT a.id, a.name, a.time_zone FROM api_keys k \
-             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1",
+             JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn create_api_key(
+        &self,
+        account: AccountId,
+        key: &NewApiKey,
+        now: Timestamp,
+    ) -> Result<ApiKey> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, account_id, created_at, name, prefix, admin) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.key_hash)
+        .bind(account)
+        .bind(to_ms(now))
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(key.admin)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_to_conflict(e, || "api key".to_owned()))?;
+        Ok(ApiKey {
+            id: key.key_hash.chars().take(16).collect(),
+            account_id: account,
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            admin: key.admin,
+            created_at: from_ms(to_ms(now))?,
+            last_used_at: None,
+            revoked_at: None,
+        })
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<(Account, ApiKey)>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT a.id, a.name, a.time_zone, {API_KEY_COLUMNS} FROM api_keys k \
+             JOIN accounts a ON a.id = k.account_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        )))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((account_from_row(&r)?, api_key_from_row(&r)?)))
+            .transpose()
+    }
+
+    async fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.account_id = $1 \
+             ORDER BY k.created_at, k.key_hash"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, account: AccountId, id: &str, now: Timestamp) -> Result<bool> {
+        // Ids are 16 hex digits; anything else names no key (and never a LIKE pattern).
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 \
+             WHERE account_id = $2 AND key_hash LIKE $3 AND revoked_at IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(account)
+        .bind(format!("{}%", id.to_ascii_lowercase()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn touch_api_key(&self, key_hash: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2")
+            .bind(to_ms(now))
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn create_field(&self, account: AccountId, field: &FieldDef) -> Result<()> {

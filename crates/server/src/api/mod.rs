@@ -5,6 +5,7 @@ pub mod contacts;
 pub mod events;
 pub mod feedback;
 pub mod fields;
+pub mod keys;
 pub mod membership;
 pub mod paging;
 pub mod segments;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         campaigns::test_campaign, campaigns::resend_campaign, campaigns::stats,
         feedback::email_feedback, feedback::ses_feedback, feedback::sendgrid_feedback,
         feedback::sms_inbound,
+        keys::list_keys, keys::create_key, keys::revoke_key,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -133,6 +135,8 @@ pub fn router() -> Router<AppState> {
         .route("/feedback/ses", post(feedback::ses_feedback))
         .route("/feedback/sendgrid", post(feedback::sendgrid_feedback))
         .route("/sms/inbound", post(feedback::sms_inbound))
+        .route("/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/keys/{id}", delete(keys::revoke_key))
         .route("/campaigns/{id}/preview", post(campaigns::preview_campaign))
         .route("/campaigns/{id}/send", post(campaigns::send_campaign))
         .route(

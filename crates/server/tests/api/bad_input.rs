@@ -282,3 +282,60 @@ pub async fn the_cost_of_a_refusal_is_bounded_by_the_limits(app: TestApp) {
     assert!(text.len() < 10_000, "{} bytes of error", text.len());
     assert!(text.contains("targets"));
 }
+
+/// Keys: several per account, named, shown once; only an admin key manages them; a
+/// revoked key is refused at once.
+pub async fn keys_are_created_listed_and_revoked_and_a_revoked_key_is_refused_at_once(
+    app: TestApp,
+) {
+    let as_key = |key: &str, method: Method, path: &str| {
+        app.client
+            .request(method, format!("{}/api/v1{path}", app.address))
+            .bearer_auth(key.to_owned())
+    };
+    let r = app.post("/keys", &json!({"name": "shop backend"})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let backend = created["key"].as_str().unwrap().to_owned();
+    assert!(backend.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(created["admin"], false);
+    // The new key works, but cannot manage keys.
+    let r = as_key(&backend, Method::GET, "/contacts")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = as_key(&backend, Method::GET, "/keys").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Listed by the admin key, never with the key itself.
+    let list: Value = app.get("/keys").await.json().await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    assert!(!list.to_string().contains(&backend));
+    let mine = &items[0];
+    assert_eq!(
+        (&mine["name"], &mine["admin"]),
+        (&json!("default"), &json!(true))
+    );
+    assert!(app.key.starts_with(mine["prefix"].as_str().unwrap()));
+    assert!(mine["last_used_at"].is_string(), "its use is noted: {mine}");
+    // Revoked: refused at once; revoking again is a 404.
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/keys/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = as_key(&backend, Method::GET, "/contacts")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.delete(&format!("/keys/{id}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let list: Value = app.get("/keys").await.json().await.unwrap();
+    assert!(list["items"][1]["revoked_at"].is_string(), "{list}");
+    let r = app.post("/keys", &json!({"name": " "})).await;
+    assert_error(r, StatusCode::UNPROCESSABLE_ENTITY, &["name"]).await;
+}

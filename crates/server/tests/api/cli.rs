@@ -475,3 +475,42 @@ async fn a_kill_9_mid_send_then_a_restart_mails_nobody_twice() {
     // Every recipient the server acknowledged is among those received.
     assert!(received.len() as u64 >= sent, "{stats}");
 }
+
+#[test]
+fn keys_are_created_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = segmentd()
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, _) = run(&["account", "create", "--name", "Shop", "--timezone", "UTC"]);
+    assert!(ok);
+    let (ok, out) = run(&["key", "create", "--account", "Shop", "--name", "backend"]);
+    assert!(ok, "{out}");
+    let key = key_from(&out);
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (_, list) = run(&["key", "list", "--account", "Shop"]);
+    assert!(
+        list.contains("backend") && list.contains(&key[..10]),
+        "{list}"
+    );
+    assert!(!list.contains(&key), "never the key itself: {list}");
+    let (ok, _) = run(&["key", "revoke", "--account", "Shop", "--id", &id]);
+    assert!(ok);
+    let (_, list) = run(&["key", "list", "--account", "Shop"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains("revoked")),
+        "{list}"
+    );
+    let (ok, _) = run(&["key", "revoke", "--account", "Shop", "--id", &id]);
+    assert!(!ok, "revoking twice fails");
+}

@@ -50,6 +50,7 @@ on_both_backends!(
     bad_input::text_with_a_nul_character_is_refused_with_its_path,
     bad_input::nul_and_invalid_utf8_in_urls_and_forms_are_refused_everywhere,
     bad_input::the_cost_of_a_refusal_is_bounded_by_the_limits,
+    bad_input::keys_are_created_listed_and_revoked_and_a_revoked_key_is_refused_at_once,
     contacts::an_upsert_creates_then_patches_only_the_given_attributes,
     contacts::a_batch_of_ten_thousand_contacts_is_accepted_in_one_request,
     contacts::more_than_ten_thousand_contacts_are_refused_and_nothing_is_stored,

@@ -1,0 +1,6 @@
+-- See the SQLite file.
+ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN admin BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
+ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT;
