@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod campaigns;
+pub mod keys;
 pub mod pages;
 pub mod session;
 pub mod words;
@@ -62,6 +63,8 @@ pub fn router() -> Router<AppState> {
         .route("/contacts", get(pages::contacts))
         .route("/contact", get(pages::contact))
         .route("/fields", get(pages::fields))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/campaigns/{id}", get(campaigns::show))
         .route("/campaigns/{id}/send", post(campaigns::send))

@@ -47,6 +47,7 @@ pub(crate) fn layout(s: &SignedIn, page: &str, title: &str, section: &str, body:
         ("contacts", "/panel/contacts", "Contacts"),
         ("fields", "/panel/fields", "Custom fields"),
         ("campaigns", "/panel/campaigns", "Campaigns"),
+        ("keys", "/panel/keys", "API keys"),
     ];
     html! {
         (DOCTYPE)

@@ -236,6 +236,62 @@ async fn sign_in_locks_an_address_after_five_failures_and_answers_with_retry_aft
 }
 
 #[tokio::test]
+async fn keys_are_created_once_shown_and_revoked_from_the_panel() {
+    let app = spawn().await;
+    app.account_with_user("Acme", "ann@example.com").await;
+    let s = app.session("ann@example.com").await;
+    let form = |path: &str, fields: &[(&str, &str)]| {
+        app.req(Method::POST, path, Some(&s)).form(fields).send()
+    };
+    let r = form("/panel/keys", &[("csrf", &s.csrf), ("name", "Zapier")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let key = page
+        .split("id=\"new-key-value\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("sk_"), "{key}");
+    let api = |key: &str| {
+        app.http
+            .get(format!("{}/api/v1/contacts", app.base))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    assert_eq!(api(&key).await.unwrap().status(), StatusCode::OK);
+    // The list shows it by name and first characters only.
+    let list = app
+        .req(Method::GET, "/panel/keys", Some(&s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("Zapier") && list.contains(&key[..10]) && !list.contains(&key));
+    let id = list
+        .split("data-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // A revoke without the CSRF token changes nothing; with it, the key stops at once.
+    let r = form(&format!("/panel/keys/{id}/revoke"), &[("csrf", "wrong")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api(&key).await.unwrap().status(), StatusCode::OK);
+    let r = form(&format!("/panel/keys/{id}/revoke"), &[("csrf", &s.csrf)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api(&key).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_with_the_host_prefix_whenever_the_public_url_is_https() {
     let cases = [
         (None, false, "segmentd_session="),
