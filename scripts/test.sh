@@ -22,3 +22,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 cargo test --workspace --locked "$@"
+
+# The API fuzzed from its OpenAPI document on both backends (the binary the tests built).
+./scripts/fuzz.sh target/debug/segmentd

@@ -327,6 +327,7 @@ pub async fn list_campaigns(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody)))]
 pub async fn get_campaign(
     State(state): State<AppState>,
@@ -339,6 +340,7 @@ pub async fn get_campaign(
 /// The exact number of recipients if the campaign were sent now, and the contacts left
 /// out by reason.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = PreviewOut), (status = 404, body = ErrorBody)))]
 pub async fn preview_campaign(
     State(state): State<AppState>,
@@ -356,6 +358,7 @@ pub async fn preview_campaign(
 /// Computes the recipients now, freezes them with the campaign and starts delivering
 /// (202). 409 if the campaign was already sent.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 202, body = CampaignOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn send_campaign(
@@ -383,7 +386,7 @@ pub async fn send_campaign(
 /// The frozen recipients with their delivery status, sorted by external id, a page at a
 /// time.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/recipients", tag = "campaigns",
-    params(("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
+    params(("id" = i64, Path, description = "the campaign's id"), ("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
            ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
            ("status" = Option<String>, Query, description = "only recipients in this delivery status")),
     responses((status = 200, body = Page<RecipientOut>), (status = 404, body = ErrorBody),
@@ -429,7 +432,8 @@ pub async fn campaign_recipients(
 
 /// Replaces a draft's or a scheduled campaign's settings and content (the whole
 /// campaign, as when creating it). 409 once it is being sent.
-#[utoipa::path(put, path = "/api/v1/campaigns/{id}", tag = "campaigns", request_body = CampaignIn,
+#[utoipa::path(put, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")), request_body = CampaignIn,
     responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn edit_campaign(
@@ -447,6 +451,7 @@ pub async fn edit_campaign(
 
 /// Deletes a draft or a cancelled campaign (204). 409 for any other.
 #[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_campaign(
     State(state): State<AppState>,
@@ -459,6 +464,7 @@ pub async fn delete_campaign(
 
 /// Cancels a scheduled campaign: it is not sent.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn cancel_campaign(
@@ -471,6 +477,7 @@ pub async fn cancel_campaign(
 
 /// Pauses a sending campaign: messages in flight finish, the rest wait.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn pause_campaign(
@@ -483,6 +490,7 @@ pub async fn pause_campaign(
 
 /// Resumes a paused campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = CampaignOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn resume_campaign(
@@ -495,6 +503,7 @@ pub async fn resume_campaign(
 
 /// A new draft with the same settings and content.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/duplicate", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 201, body = CampaignOut), (status = 404, body = ErrorBody)))]
 pub async fn duplicate_campaign(
     State(state): State<AppState>,
@@ -521,7 +530,8 @@ pub struct TestOut {
 
 /// Sends the message as it would go out now to the given addresses, subject marked
 /// `[Test]`; nothing is recorded.
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", request_body = TestIn,
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")), request_body = TestIn,
     responses((status = 200, body = TestOut), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn test_campaign(
@@ -556,7 +566,8 @@ pub struct ResendOut {
 
 /// Sends again to the recipients that failed (and, if asked, those whose outcome is
 /// unknown), when their contact can still be reached.
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resend", tag = "campaigns", request_body = ResendIn,
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resend", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")), request_body = ResendIn,
     responses((status = 202, body = ResendOut), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn resend_campaign(
@@ -578,6 +589,7 @@ pub async fn resend_campaign(
 /// Recipients by delivery status, unique opens and clicks, unsubscribes, complaints,
 /// and the same per hour.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
+    params(("id" = i64, Path, description = "the campaign's id")),
     responses((status = 200, body = CampaignStats), (status = 404, body = ErrorBody)))]
 pub async fn stats(
     State(state): State<AppState>,

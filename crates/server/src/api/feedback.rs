@@ -95,6 +95,7 @@ pub async fn email_feedback(
 /// nothing. A subscription confirmation is answered 200 and logged with its URL, to be
 /// visited once by the operator.
 #[utoipa::path(post, path = "/api/v1/feedback/ses", tag = "feedback",
+    request_body(content = Object, description = "an SNS notification (or SES's own, raw)"),
     responses((status = 200, body = Applied), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn ses_feedback(
@@ -179,6 +180,7 @@ pub async fn ses_feedback(
 /// SendGrid's event webhook: an array of events; `bounce` (not `blocked`, a temporary
 /// refusal) and `spamreport` are applied, every other event is ignored.
 #[utoipa::path(post, path = "/api/v1/feedback/sendgrid", tag = "feedback",
+    request_body(content = Vec<Object>, description = "SendGrid's events"),
     responses((status = 200, body = Applied), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn sendgrid_feedback(
@@ -214,6 +216,14 @@ pub async fn sendgrid_feedback(
     Ok(Json(apply_email_reports(&state, &account, &reports).await?))
 }
 
+/// An SMS received (JSON; Twilio's form with `From` and `Body` is also taken).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SmsInboundIn {
+    /// The sender's number.
+    pub from: String,
+    pub text: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SmsReplyOut {
     /// `opted_out`, `opted_in` or `ignored`.
@@ -226,7 +236,7 @@ pub struct SmsReplyOut {
 /// OPTOUT, REVOKE, ARRET) opts the number out of SMS, START (UNSTOP, YES, SUBSCRIBE)
 /// opts it in; the first word counts, in any case. JSON `{"from", "text"}`, or Twilio's
 /// form (`From`, `Body`).
-#[utoipa::path(post, path = "/api/v1/sms/inbound", tag = "feedback",
+#[utoipa::path(post, path = "/api/v1/sms/inbound", tag = "feedback", request_body = SmsInboundIn,
     responses((status = 200, body = SmsReplyOut), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn sms_inbound(
@@ -251,13 +261,8 @@ pub async fn sms_inbound(
         }
         (from, text)
     } else {
-        #[derive(Deserialize)]
-        struct Inbound {
-            from: Option<String>,
-            text: Option<String>,
-        }
-        let inbound: Inbound = crate::extract::parse_json(&bytes)?;
-        (inbound.from, inbound.text)
+        let inbound: SmsInboundIn = crate::extract::parse_json(&bytes)?;
+        (Some(inbound.from), Some(inbound.text))
     };
     let (Some(from), Some(text)) = (from.filter(|f| !f.trim().is_empty()), text) else {
         return Err(ApiError::Validation(vec![Issue::new(

@@ -41,10 +41,75 @@ use crate::state::AppState;
         keys::list_keys, keys::create_key, keys::revoke_key,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("api_key" = [])),
 )]
 pub struct ApiDoc;
+
+/// Declares on every operation the refusals any of them can answer, so that the document
+/// lists every status a client may see: 400 (a malformed request: bad JSON, a URL with
+/// NUL or invalid UTF-8), 401 (no valid key), 413 and 422 where a body is taken, 404
+/// where a path names something, 422 where the query is read, and 503 (the request ran
+/// past its time).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let named = path.contains('{');
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let body = op.request_body.is_some();
+                let query = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                let mut wanted = vec![
+                    ("400", "The request is malformed"),
+                    ("401", "Missing, invalid or revoked API key"),
+                    ("503", "The request took too long"),
+                ];
+                if body {
+                    wanted.push(("413", "The body is too large"));
+                    wanted.push(("422", "A value breaks the contract; each is named by path"));
+                }
+                if query {
+                    wanted.push(("422", "A query parameter is out of bounds"));
+                }
+                if named {
+                    wanted.push(("404", "Not found in this account"));
+                }
+                for (status, description) in wanted {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
