@@ -246,7 +246,8 @@ pub(crate) async fn parse_campaign(
             continue;
         }
         for (i, id) in ids.iter().enumerate() {
-            if state.store.segment(account.id, *id).await?.is_none() {
+            // The index knows every saved segment: no store query per id.
+            if !state.index.has_segment(account, *id).await? {
                 issues.push(Issue::new(
                     format!("{list}[{i}]"),
                     format!("unknown segment {id}"),
@@ -386,8 +387,8 @@ pub async fn send_campaign(
 /// The frozen recipients with their delivery status, sorted by external id, a page at a
 /// time.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/recipients", tag = "campaigns",
-    params(("id" = i64, Path, description = "the campaign's id"), ("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    params(("id" = i64, Path, description = "the campaign's id"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "1 to 10,000; default 100"),
+           ("cursor" = Option<String>, Query, pattern = "^[0-9a-f]*$", max_length = 1600, description = "next_cursor of the previous page"),
            ("status" = Option<String>, Query, description = "only recipients in this delivery status")),
     responses((status = 200, body = Page<RecipientOut>), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]

@@ -309,8 +309,8 @@ pub async fn delete_contact(
 
 /// Contacts sorted by external id, a page at a time.
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
-    params(("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "1 to 10,000; default 100"),
+           ("cursor" = Option<String>, Query, pattern = "^[0-9a-f]*$", max_length = 1600, description = "next_cursor of the previous page")),
     responses((status = 200, body = Page<ContactOut>)))]
 pub async fn list_contacts(
     State(state): State<AppState>,

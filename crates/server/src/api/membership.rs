@@ -75,8 +75,8 @@ pub async fn existing(state: &AppState, account: i64, raw: &str) -> Result<Segme
 
 /// A segment's entries and exits in the order they happened.
 #[utoipa::path(get, path = "/api/v1/segments/{id}/changes", tag = "segments",
-    params(("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "1 to 10,000; default 100"),
+           ("cursor" = Option<String>, Query, pattern = "^[0-9a-f]*$", max_length = 1600, description = "next_cursor of the previous page")),
     responses((status = 200, body = Page<ChangeOut>), (status = 404, body = ErrorBody)))]
 pub async fn changes(
     State(state): State<AppState>,
@@ -207,7 +207,7 @@ pub async fn daily_history(
 /// Why a contact is in or out of a segment: each node of the rule with its truth value.
 #[utoipa::path(get, path = "/api/v1/segments/{id}/explain", tag = "segments",
     params(("contact" = String, Query, description = "the contact's external id"),
-           ("as_of" = Option<String>, Query, description = "RFC 3339 evaluation time")),
+           ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 evaluation time")),
     responses((status = 200, body = ExplainOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn explain(
     State(state): State<AppState>,

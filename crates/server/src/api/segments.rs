@@ -262,7 +262,7 @@ pub async fn delete_segment(
 
 /// The number of members, now or at `as_of`.
 #[utoipa::path(get, path = "/api/v1/segments/{id}/count", tag = "segments",
-    params(("as_of" = Option<String>, Query, description = "RFC 3339 evaluation time")),
+    params(("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 evaluation time")),
     responses((status = 200, body = CountOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn count_segment(
     State(state): State<AppState>,
@@ -296,9 +296,9 @@ pub async fn count_segment(
 
 /// The members, sorted by external id, a page at a time.
 #[utoipa::path(get, path = "/api/v1/segments/{id}/members", tag = "segments",
-    params(("as_of" = Option<String>, Query, description = "RFC 3339 evaluation time"),
-           ("limit" = Option<usize>, Query, description = "1 to 10,000; default 100"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    params(("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 evaluation time"),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "1 to 10,000; default 100"),
+           ("cursor" = Option<String>, Query, pattern = "^[0-9a-f]*$", max_length = 1600, description = "next_cursor of the previous page")),
     responses((status = 200, body = Page<MemberOut>), (status = 404, body = ErrorBody)))]
 pub async fn segment_members(
     State(state): State<AppState>,
