@@ -346,18 +346,31 @@ async fn the_session_cookie_is_http_only_same_site_and_any_case_of_the_address_s
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    // Only panel paths are followed after sign-in.
-    let r = app
-        .req(Method::POST, "/panel/sign-in", None)
-        .form(&[
-            ("email", "ann@example.com"),
-            ("password", PASSWORD),
-            ("next", "https://evil.example/"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(location(&r), "/panel/segments");
+    // Only plain panel paths are followed after sign-in; a bad `next` still signs in.
+    for next in [
+        "https://evil.example/",
+        "/panel\r\nSet-Cookie: x=1",
+        "/panel/\u{0}",
+    ] {
+        let r = app
+            .req(Method::POST, "/panel/sign-in", None)
+            .form(&[
+                ("email", "ann@example.com"),
+                ("password", PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if next.contains('\u{0}') {
+            // NUL is refused at the door, before any sign-in.
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{next:?}");
+            continue;
+        }
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(location(&r), "/panel/segments", "{next:?}");
+        assert!(r.headers().get(SET_COOKIE).is_some(), "{next:?}");
+    }
 }
 
 #[tokio::test]
