@@ -43,23 +43,32 @@ pub async fn edit(
     done(t, id, "only a draft or a scheduled campaign can be edited")?.ok_or_else(|| gone(id))
 }
 
+/// Moves the campaign from one of `from` to `to`, or says why not (`refusal`).
+async fn move_to(
+    state: &AppState,
+    account: &Account,
+    id: CampaignId,
+    from: &[CampaignStatus],
+    to: CampaignStatus,
+    reason: Option<&str>,
+    refusal: &str,
+) -> Result<Campaign, ApiError> {
+    let t = state
+        .store
+        .set_campaign_status(account.id, id, from, to, reason)
+        .await?;
+    done(t, id, refusal)?.ok_or_else(|| gone(id))
+}
+
 /// A scheduled campaign is not sent after all.
 pub async fn cancel(
     state: &AppState,
     account: &Account,
     id: CampaignId,
 ) -> Result<Campaign, ApiError> {
-    let t = state
-        .store
-        .set_campaign_status(
-            account.id,
-            id,
-            &[CampaignStatus::Scheduled],
-            CampaignStatus::Cancelled,
-            None,
-        )
-        .await?;
-    done(t, id, "only a scheduled campaign can be cancelled")?.ok_or_else(|| gone(id))
+    use CampaignStatus::*;
+    let refusal = "only a scheduled campaign can be cancelled";
+    move_to(state, account, id, &[Scheduled], Cancelled, None, refusal).await
 }
 
 /// Stops starting messages; those in flight finish, the rest stay queued.
@@ -68,17 +77,18 @@ pub async fn pause(
     account: &Account,
     id: CampaignId,
 ) -> Result<Campaign, ApiError> {
-    let t = state
-        .store
-        .set_campaign_status(
-            account.id,
-            id,
-            &[CampaignStatus::Sending],
-            CampaignStatus::Paused,
-            Some("paused by hand"),
-        )
-        .await?;
-    let campaign = done(t, id, "only a sending campaign can be paused")?.ok_or_else(|| gone(id))?;
+    use CampaignStatus::*;
+    let refusal = "only a sending campaign can be paused";
+    let campaign = move_to(
+        state,
+        account,
+        id,
+        &[Sending],
+        Paused,
+        Some("paused by hand"),
+        refusal,
+    )
+    .await?;
     state.campaigns.stop((account.id, id));
     Ok(campaign)
 }
@@ -89,17 +99,9 @@ pub async fn resume(
     account: &Account,
     id: CampaignId,
 ) -> Result<Campaign, ApiError> {
-    let t = state
-        .store
-        .set_campaign_status(
-            account.id,
-            id,
-            &[CampaignStatus::Paused],
-            CampaignStatus::Sending,
-            None,
-        )
-        .await?;
-    let campaign = done(t, id, "only a paused campaign can be resumed")?.ok_or_else(|| gone(id))?;
+    use CampaignStatus::*;
+    let refusal = "only a paused campaign can be resumed";
+    let campaign = move_to(state, account, id, &[Paused], Sending, None, refusal).await?;
     spawn_delivery(state.clone(), account.id, id);
     Ok(campaign)
 }
