@@ -69,6 +69,17 @@ pub fn router() -> Router<AppState> {
         .route("/campaigns/{id}", get(campaigns::show))
         .route("/campaigns/{id}/send", post(campaigns::send))
         .route(
+            "/campaigns/{id}/edit",
+            get(campaigns::edit).post(campaigns::save),
+        )
+        .route("/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/campaigns/{id}/cancel", post(campaigns::cancel))
+        .route("/campaigns/{id}/duplicate", post(campaigns::duplicate))
+        .route("/campaigns/{id}/delete", post(campaigns::delete))
+        .route("/campaigns/{id}/resend", post(campaigns::resend))
+        .route("/campaigns/{id}/test", post(campaigns::test))
+        .route(
             "/api/segments",
             get(api::list_segments).post(api::create_segment),
         )

@@ -828,5 +828,67 @@ async fn the_tracking_script_turns_page_views_after_a_campaign_click_into_visits
             format!("{site_base}/pricing")
         ]
     );
-    client.close().await.unwrap();
+
+    // The campaign's page at phone width: its statistics chart shows, inside the page
+    // (no sideways scrolling).
+    let start = Instant::now();
+    while store
+        .campaign(account.id, campaign)
+        .await
+        .unwrap()
+        .map(|c| c.status.as_str())
+        != Some("sent")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    segmentd::panel::session::create_user(
+        store.as_ref(),
+        account.id,
+        "ann@shop.test",
+        "correct horse battery",
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    let b = Browser {
+        client,
+        base: base.clone(),
+        shots: screenshots_dir(),
+        console: Vec::new(),
+    };
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.goto("/panel/sign-in").await;
+    b.type_into("#email", "ann@shop.test").await;
+    b.type_into("#password", "correct horse battery").await;
+    b.click("#sign-in").await;
+    b.find("#segments").await;
+    b.goto(&format!("/panel/campaigns/{campaign}")).await;
+    let chart = b.find("#stats-chart").await;
+    assert!(chart.is_displayed().await.unwrap());
+    let sizes = b
+        .client
+        .execute(
+            "const r = document.getElementById('stats-chart').getBoundingClientRect(); \
+             const d = document.documentElement; \
+             return [r.width, r.height, d.scrollWidth, d.clientWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let [width, height, scroll, client_width] = [0, 1, 2, 3].map(|i| sizes[i].as_f64().unwrap());
+    assert!(width > 200.0 && height > 50.0, "chart {width}×{height}");
+    assert!(
+        width <= client_width && scroll <= client_width,
+        "chart {width} px and page {scroll} px wide in a {client_width} px window"
+    );
+    b.client
+        .execute(
+            "document.getElementById('stats-chart').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.shot("13-phone-campaign-stats").await;
+    b.client.close().await.unwrap();
 }

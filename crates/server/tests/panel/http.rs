@@ -5,38 +5,40 @@ use std::sync::Arc;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use segmentd::panel::session::create_user;
+use segmentd::settings::DeliverySettings;
 use segmentd::startup::Application;
 use segmentd_rules::FieldType;
 use segmentd_store::{Account, ContactUpsert, FieldDef, SegmentDraft, Store};
 use serde_json::{Value, json};
 
-struct App {
-    base: String,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
+pub(crate) struct App {
+    pub(crate) base: String,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 /// A signed-in browser, as far as HTTP goes: the cookie and the page's CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 async fn spawn() -> App {
-    spawn_with(segmentd::settings::DeliverySettings::default()).await
+    spawn_with(DeliverySettings::default()).await
 }
 
-async fn spawn_with(settings: segmentd::settings::DeliverySettings) -> App {
+/// A server on a fresh SQLite store, delivering campaigns as `delivery` says.
+pub(crate) async fn spawn_with(delivery: DeliverySettings) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("panel.db").display());
     let store = segmentd_store::open(&url).await.unwrap();
     let app = Application::with_store_and_delivery(
         store.clone(),
         "127.0.0.1:0".parse().unwrap(),
-        settings,
+        delivery,
     )
     .await
     .unwrap();
@@ -54,7 +56,7 @@ async fn spawn_with(settings: segmentd::settings::DeliverySettings) -> App {
 }
 
 impl App {
-    async fn account_with_user(&self, name: &str, email: &str) -> Account {
+    pub(crate) async fn account_with_user(&self, name: &str, email: &str) -> Account {
         let account = self.store.create_account(name, "UTC").await.unwrap();
         create_user(
             self.store.as_ref(),
@@ -68,7 +70,7 @@ impl App {
         account
     }
 
-    fn req(&self, method: Method, path: &str, s: Option<&Session>) -> RequestBuilder {
+    pub(crate) fn req(&self, method: Method, path: &str, s: Option<&Session>) -> RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match s {
             Some(s) => r.header(COOKIE, &s.cookie),
@@ -84,7 +86,7 @@ impl App {
             .unwrap()
     }
 
-    async fn session(&self, email: &str) -> Session {
+    pub(crate) async fn session(&self, email: &str) -> Session {
         let r = self.sign_in(email, PASSWORD).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
@@ -126,7 +128,7 @@ impl App {
     }
 }
 
-fn location(r: &Response) -> String {
+pub(crate) fn location(r: &Response) -> String {
     r.headers()[LOCATION].to_str().unwrap().to_owned()
 }
 
