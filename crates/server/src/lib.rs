@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod guard;
 pub mod index;

@@ -30,6 +30,7 @@ use crate::state::AppState;
         events::post_events,
         segments::create_segment, segments::list_segments, segments::get_segment, segments::update_segment,
         segments::delete_segment, segments::count_segment, segments::segment_members, segments::preview,
+        segments::segment_members_csv,
         membership::changes, membership::history, membership::explain,
         campaigns::create_campaign, campaigns::list_campaigns, campaigns::get_campaign,
         campaigns::preview_campaign, campaigns::send_campaign, campaigns::campaign_recipients,
@@ -173,6 +174,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/segments/{id}/count", get(segments::count_segment))
         .route("/segments/{id}/members", get(segments::segment_members))
+        .route(
+            "/segments/{id}/members.csv",
+            get(segments::segment_members_csv),
+        )
         .route("/segments/{id}/changes", get(membership::changes))
         .route("/segments/{id}/history", get(membership::history))
         .route("/segments/{id}/explain", get(membership::explain))

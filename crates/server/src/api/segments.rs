@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use segmentd_rules::{Issue, Rule, SegmentId, parse_rule};
 use segmentd_store::{Account, Segment, SegmentDraft};
 use serde::{Deserialize, Serialize};
@@ -304,9 +305,17 @@ pub async fn segment_members(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Page<MemberOut>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let id = parse_id(&id)?;
+    let wants_csv = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        return crate::export::members_csv(&state, &account, id).await;
+    }
     let as_of = as_of(&query)?;
     let (limit, after) = paging(&query)?;
     if !state.index.has_segment(&account, id).await? {
@@ -328,7 +337,23 @@ pub async fn segment_members(
             })
             .collect(),
         next_cursor: page.next_cursor,
-    }))
+    })
+    .into_response())
+}
+
+/// The segment's current members as a CSV file, streamed whatever its size: external
+/// id, e-mail, phone, channel statuses and every custom field (also `GET …/members`
+/// with `Accept: text/csv`).
+#[utoipa::path(get, path = "/api/v1/segments/{id}/members.csv", tag = "segments",
+    params(("id" = i64, Path, description = "the segment's id")),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+pub async fn segment_members_csv(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let id = parse_id(&id)?;
+    crate::export::members_csv(&state, &account, id).await
 }
 
 /// Evaluates a rule that is not saved: its count and a sample of members.

@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{id}", get(pages::segment_page))
         .route("/segments/{id}/edit", get(pages::edit_segment))
         .route("/segments/{id}/members", get(pages::members))
+        .route("/segments/{id}/members.csv", get(pages::members_csv))
         .route("/contacts", get(pages::contacts))
         .route("/contact", get(pages::contact))
         .route("/fields", get(pages::fields))

@@ -403,6 +403,7 @@ pub async fn members(
         div.title-row {
             h1 { "Members of " (seg.name) }
             a.button href={"/panel/segments/" (seg.id)} { "Segment page" }
+            a.button id="members-csv" href={"/panel/segments/" (seg.id) "/members.csv"} download { "Download CSV" }
         }
         p id="members-count" { (count) " contacts" @if after.is_some() { " (continued)" } }
         div.table-wrap {
@@ -626,4 +627,16 @@ pub async fn fields(State(state): State<AppState>, PageSession(s): PageSession) 
         }
     };
     layout(&s, "fields", "Custom fields", "fields", body).into_response()
+}
+
+/// The segment's members as a CSV file (all of them, streamed).
+pub async fn members_csv(
+    State(state): State<AppState>,
+    PageSession(s): PageSession,
+    Path(id): Path<segmentd_rules::SegmentId>,
+) -> Response {
+    match crate::export::members_csv(&state, &s.account, id).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
 }

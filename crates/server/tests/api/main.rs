@@ -8,6 +8,7 @@ mod cli;
 mod contacts;
 mod delivery;
 mod events;
+mod export;
 mod fields;
 mod helpers;
 mod isolation;
@@ -80,6 +81,7 @@ on_both_backends!(
     membership::a_restart_rebuilds_the_index_and_logs_what_changed_while_down,
     membership::count_and_members_agree_across_a_refresh,
     story::segments_of_every_condition_kind_hold_the_contacts_worked_out_by_hand,
+    export::a_segment_exports_every_member_as_csv_in_external_id_order,
     campaigns::an_email_campaign_reaches_exactly_its_frozen_recipients_personalised,
     campaigns::opening_the_pixel_moves_the_contact_into_mail_open_occurred_and_links_work,
     campaigns::forged_or_altered_links_are_not_found_and_record_nothing,

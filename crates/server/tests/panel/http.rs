@@ -294,6 +294,80 @@ async fn keys_are_created_once_shown_and_revoked_from_the_panel() {
 }
 
 #[tokio::test]
+async fn the_members_page_links_a_csv_of_the_whole_segment_for_its_own_account_only() {
+    let app = spawn().await;
+    let account = app.account_with_user("Acme", "ann@acme.test").await;
+    app.account_with_user("Other", "bob@other.test").await;
+    let s = app.session("ann@acme.test").await;
+    let other = app.session("bob@other.test").await;
+    let key = segmentd::auth::issue_api_key(app.store.as_ref(), account.id)
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/v1/contacts", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"contacts": [
+            {"external_id": "a", "email": "a@example.com"},
+            {"external_id": "b", "email": "b@example.com"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": "All", "rule": {"field": "email", "op": "has_value"}})),
+            None,
+        )
+        .await;
+    let segment = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let page = app
+        .req(
+            Method::GET,
+            &format!("/panel/segments/{segment}/members"),
+            Some(&s),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = format!("/panel/segments/{segment}/members.csv");
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    let r = app.req(Method::GET, &link, Some(&s)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    assert_eq!(
+        csv.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "a,a@example.com,,subscribed,",
+            "b,b@example.com,,subscribed,"
+        ]
+    );
+    let r = app
+        .req(Method::GET, &link, Some(&other))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another account's segment"
+    );
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_with_the_host_prefix_whenever_the_public_url_is_https() {
     let cases = [
         (None, false, "segmentd_session="),
