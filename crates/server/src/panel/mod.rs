@@ -6,6 +6,7 @@
 pub mod api;
 pub mod campaigns;
 pub mod keys;
+pub mod numbers;
 pub mod pages;
 pub mod session;
 pub mod words;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use crate::panel::numbers::thousands;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -154,7 +155,7 @@ pub async fn segments(
                         tr data-name=(seg.name.to_lowercase()) hidden[hidden] {
                             td { a href={"/panel/segments/" (seg.id)} { (seg.name) } }
                             td { (seg.description) }
-                            td.num data-count=(count) { (count) }
+                            td.num data-count=(count) { (thousands(*count)) }
                             td.actions {
                                 a.button href={"/panel/segments/" (seg.id) "/members"} aria-label={"Show members of " (seg.name)} { "Show" }
                                 " "
@@ -322,7 +323,7 @@ pub async fn segment_page(
         div.cards {
             section.card {
                 h2 { "Contacts" }
-                p.big id="segment-count" { (count) }
+                p.big id="segment-count" { (thousands(count)) }
             }
             section.card.wide {
                 h2 { "Rule" }
@@ -405,7 +406,7 @@ pub async fn members(
             a.button href={"/panel/segments/" (seg.id)} { "Segment page" }
             a.button id="members-csv" href={"/panel/segments/" (seg.id) "/members.csv"} download { "Download CSV" }
         }
-        p id="members-count" { (count) " contacts" @if after.is_some() { " (continued)" } }
+        p id="members-count" { (thousands(count)) " contacts" @if after.is_some() { " (continued)" } }
         div.table-wrap {
             table id="members" {
                 thead { tr {

@@ -197,7 +197,13 @@ impl Browser {
             if count.attr("aria-busy").await.ok()?.is_some() {
                 return None;
             }
-            let n = count.text().await.ok()?.parse::<u64>().ok()?;
+            let n = count
+                .text()
+                .await
+                .ok()?
+                .replace(',', "")
+                .parse::<u64>()
+                .ok()?;
             (Some(n) != not).then_some(n)
         })
         .await

@@ -368,6 +368,60 @@ async fn the_members_page_links_a_csv_of_the_whole_segment_for_its_own_account_o
 }
 
 #[tokio::test]
+async fn counts_are_shown_with_thousands_separators_on_every_page() {
+    let app = spawn().await;
+    let account = app.account_with_user("Acme", "ann@acme.test").await;
+    let s = app.session("ann@acme.test").await;
+    let key = segmentd::auth::issue_api_key(app.store.as_ref(), account.id)
+        .await
+        .unwrap();
+    let contacts: Vec<Value> = (0..1_234)
+        .map(|i| json!({"external_id": format!("c{i:04}"), "email": format!("c{i}@example.com")}))
+        .collect();
+    let r = app
+        .http
+        .post(format!("{}/api/v1/contacts", app.base))
+        .bearer_auth(&key)
+        .json(&json!({ "contacts": contacts }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": "All", "rule": {"field": "email", "op": "has_value"}})),
+            None,
+        )
+        .await;
+    let segment = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let cases = [
+        ("/panel/segments".to_owned(), "data-count=\"1234\">1,234<"),
+        (
+            format!("/panel/segments/{segment}"),
+            "id=\"segment-count\">1,234<",
+        ),
+        (
+            format!("/panel/segments/{segment}/members"),
+            "id=\"members-count\">1,234 contacts",
+        ),
+    ];
+    for (path, expected) in cases {
+        let html = app
+            .req(Method::GET, &path, Some(&s))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(expected), "{path}: {expected}");
+    }
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_with_the_host_prefix_whenever_the_public_url_is_https() {
     let cases = [
         (None, false, "segmentd_session="),

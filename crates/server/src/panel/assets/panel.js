@@ -647,10 +647,12 @@
     $("#live-count").removeAttribute("aria-busy");
     const b = r.body || {};
     if (r.status === 200 && b.valid) {
-      $("#live-count").textContent = String(b.count);
-      $("#reach-email").textContent = String(b.reachable.email);
-      $("#reach-sms").textContent = String(b.reachable.sms);
-      $("#reach-push").textContent = String(b.reachable.push);
+      // Formatted as the server formats counts (1,158).
+      const n = new Intl.NumberFormat("en");
+      $("#live-count").textContent = n.format(b.count);
+      $("#reach-email").textContent = n.format(b.reachable.email);
+      $("#reach-sms").textContent = n.format(b.reachable.sms);
+      $("#reach-push").textContent = n.format(b.reachable.push);
       $("#live-status").textContent = "";
       placeErrors([], paths);
     } else {

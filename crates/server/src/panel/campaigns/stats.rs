@@ -6,32 +6,7 @@ use maud::{Markup, html};
 
 use crate::campaigns::stats::{CampaignStats, HourStats};
 
-/// `1234567` → `1,234,567`.
-pub(super) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
-}
-
-/// `part` as a share of `whole`: whole percents when exact, else one decimal; `None`
-/// when there is no whole to share.
-pub(super) fn percent(part: u64, whole: u64) -> Option<String> {
-    if whole == 0 {
-        return None;
-    }
-    let tenths = (part as u128 * 1000 + whole as u128 / 2) / whole as u128;
-    Some(if tenths.is_multiple_of(10) {
-        format!("{}%", tenths / 10)
-    } else {
-        format!("{}.{}%", tenths / 10, tenths % 10)
-    })
-}
+pub(super) use crate::panel::numbers::{percent, thousands};
 
 fn figure(id: &str, label: &str, n: u64, share: Option<String>) -> Markup {
     html! {
