@@ -283,11 +283,24 @@ async fn editor(state: &AppState, s: &SignedIn, seg: Option<Segment>) -> Respons
     layout(s, "editor", title, "segments", body).into_response()
 }
 
+/// `?done=` on a segment's page after the builder saved it.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    pub done: Option<String>,
+}
+
 pub async fn segment_page(
     State(state): State<AppState>,
     PageSession(s): PageSession,
     Path(id): Path<String>,
+    Query(done): Query<Done>,
 ) -> Response {
+    // Only our own two words are shown, never the query's text.
+    let toast = match done.done.as_deref() {
+        Some("created") => Some("Segment created."),
+        Some("saved") => Some("Changes saved."),
+        _ => None,
+    };
     let seg = match segment_or_404(&state, &s, &id).await {
         Ok(Some(seg)) => seg,
         Ok(None) => return not_found(&s, "There is no such segment."),
@@ -311,6 +324,7 @@ pub async fn segment_page(
         Err(e) => return internal(e),
     };
     let body = html! {
+        @if let Some(t) = toast { p.notice.toast role="status" id="toast" { (t) } }
         div.title-row {
             h1 { (seg.name) }
             div {

@@ -453,14 +453,21 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
     let live = b.live_count_other_than(Some(readers)).await;
     assert!(live > readers, "an 'or' group widens");
     for channel in ["email", "sms", "push"] {
-        let n: u64 = b.text(&format!("#reach-{channel}")).await.parse().unwrap();
+        let n: u64 = b
+            .text(&format!("#reach-{channel}"))
+            .await
+            .replace(',', "")
+            .parse()
+            .unwrap();
         assert!(n <= live, "{channel}: {n} reachable of {live}");
     }
     b.shot("04-new-segment").await;
 
-    // Create: the segment page, with the count and the rule in words.
+    // Create: the segment page, with the count and the rule in words, and a toast
+    // that says it was created.
     b.click("#save-segment").await;
     b.find("#segment-words").await;
+    assert_eq!(b.text("#toast").await, "Segment created.");
     let id: i64 = b
         .path()
         .await

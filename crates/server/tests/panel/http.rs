@@ -407,6 +407,11 @@ async fn counts_are_shown_with_thousands_separators_on_every_page() {
             format!("/panel/segments/{segment}/members"),
             "id=\"members-count\">1,234 contacts",
         ),
+        // After a save the page confirms it; only our own words are ever shown.
+        (
+            format!("/panel/segments/{segment}?done=saved"),
+            "id=\"toast\">Changes saved.<",
+        ),
     ];
     for (path, expected) in cases {
         let html = app
@@ -419,6 +424,19 @@ async fn counts_are_shown_with_thousands_separators_on_every_page() {
             .unwrap();
         assert!(html.contains(expected), "{path}: {expected}");
     }
+    let html = app
+        .req(
+            Method::GET,
+            &format!("/panel/segments/{segment}?done=%3Cb%3Ehi"),
+            Some(&s),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("id=\"toast\"") && !html.contains("<b>hi"));
 }
 
 #[tokio::test]

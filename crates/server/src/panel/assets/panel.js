@@ -681,7 +681,8 @@
     const r = seg ? await call("PUT", "/panel/api/segments/" + seg.id, body) : await call("POST", "/panel/api/segments", body);
     button.disabled = false;
     if (r.status === 200 || r.status === 201) {
-      window.location.assign("/panel/segments/" + r.body.id);
+      // The segment's page confirms what happened (a toast).
+      window.location.assign("/panel/segments/" + r.body.id + (r.status === 201 ? "?done=created" : "?done=saved"));
       return;
     }
     const err = (r.body && r.body.error) || { message: "Saving failed (" + r.status + ")", details: [] };
