@@ -158,8 +158,9 @@ fn strip_position(message: &str) -> String {
 /// Refuses a batch body whose list under `key` holds more than `max` items, counting
 /// them without building them and stopping at item `max + 1`: a body of millions of
 /// tiny items costs a scan of its first `max + 1`, never their parse into values (a 60 MB
-/// body of `[]`s would otherwise take seconds and gigabytes before its refusal). A body
-/// that is not a JSON object passes, for the full parse to report.
+/// body of `[]`s would otherwise take seconds and gigabytes before its refusal). An empty
+/// `key` counts a body that is itself the list. A body of another shape passes, for the
+/// full parse to report.
 pub fn check_batch_len(bytes: &[u8], key: &'static str, max: usize) -> Result<(), ApiError> {
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;
@@ -218,6 +219,14 @@ pub fn check_batch_len(bytes: &[u8], key: &'static str, max: usize) -> Result<()
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("an object")
         }
+        /// A body that is itself the list (`key` is then empty).
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+            if self.0.is_empty() {
+                Count(self.1).visit_seq(seq)
+            } else {
+                Ok(())
+            }
+        }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                 if k == self.0 {
@@ -246,13 +255,14 @@ mod batch_len_tests {
     #[test]
     fn lists_are_counted_only_up_to_the_limit() {
         let many = format!("{{\"contacts\":[{}[]]}}", "[],".repeat(2_000_000));
-        let cases: [(&str, bool); 6] = [
+        let cases: [(&str, bool); 7] = [
             (r#"{"contacts": [1, 2, 3]}"#, true),
             (r#"{"contacts": [1, 2, 3, 4]}"#, false),
             (r#"{"other": [1, 2, 3, 4], "contacts": []}"#, true),
             ("not json", true),
             (r#"{"contacts": "x"}"#, true),
             (&many, false),
+            (r#"[1, 2, 3, 4]"#, true),
         ];
         for (body, ok) in cases {
             assert_eq!(
@@ -262,5 +272,8 @@ mod batch_len_tests {
                 &body[..body.len().min(60)]
             );
         }
+        // A body that is itself the list.
+        assert!(check_batch_len(b"[1, 2, 3]", "", 3).is_ok());
+        assert!(check_batch_len(b"[1, 2, 3, 4]", "", 3).is_err());
     }
 }

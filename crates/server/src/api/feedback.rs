@@ -186,14 +186,11 @@ pub async fn ses_feedback(
 pub async fn sendgrid_feedback(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
-    ApiJson(events): ApiJson<Vec<Value>>,
+    ApiBytes(bytes): ApiBytes,
 ) -> Result<Json<Applied>, ApiError> {
-    if events.len() > MAX_REPORTS {
-        return Err(ApiError::Validation(vec![Issue::new(
-            "",
-            format!("expected at most {MAX_REPORTS} events"),
-        )]));
-    }
+    // Counted while read: a huge array is refused before it is built.
+    crate::extract::check_batch_len(&bytes, "", MAX_REPORTS)?;
+    let events: Vec<Value> = crate::extract::parse_json(&bytes)?;
     let reports: Vec<EmailReport> = events
         .iter()
         .filter_map(|e| {
