@@ -710,6 +710,12 @@ impl Indexes {
     }
 
     /// Whether the account has the saved segment, from the published sizes.
+    /// How many live contacts the account has (a popcount of the index's live set).
+    pub async fn contact_count(&self, account: &Account) -> Result<u64, IndexError> {
+        let idx = self.of(account).await?;
+        evaluate(idx, |index| index.contact_count()).await
+    }
+
     pub async fn has_segment(
         &self,
         account: &Account,

@@ -316,10 +316,11 @@ pub async fn segment_page(
             .unwrap_or(0);
         let rule = saved_rule(state.store.as_ref(), &s.account, seg.id).await?;
         let names = names(state.store.as_ref(), &s.account).await?;
-        Ok((count, describe(&rule, &names)))
+        let all = state.index.contact_count(&s.account).await?;
+        Ok((count, all, describe(&rule, &names)))
     }
     .await;
-    let (count, words) = match result {
+    let (count, all, words) = match result {
         Ok(x) => x,
         Err(e) => return internal(e),
     };
@@ -338,6 +339,10 @@ pub async fn segment_page(
             section.card {
                 h2 { "Contacts" }
                 p.big id="segment-count" { (thousands(count)) }
+                p id="segment-share" {
+                    "of " (thousands(all)) " contacts"
+                    @if let Some(share) = crate::panel::numbers::percent(count, all) { " (" (share) ")" }
+                }
             }
             section.card.wide {
                 h2 { "Rule" }

@@ -407,6 +407,10 @@ async fn counts_are_shown_with_thousands_separators_on_every_page() {
             format!("/panel/segments/{segment}/members"),
             "id=\"members-count\">1,234 contacts",
         ),
+        (
+            format!("/panel/segments/{segment}"),
+            "id=\"segment-share\">of 1,234 contacts (100%)<",
+        ),
         // After a save the page confirms it; only our own words are ever shown.
         (
             format!("/panel/segments/{segment}?done=saved"),
