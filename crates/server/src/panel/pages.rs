@@ -419,13 +419,27 @@ pub async fn members(
             Ok(x) => x,
             Err(e) => return internal(e),
         };
+    // Pages are walked by cursor; the page number rides along in the links (`p`), only
+    // to say where one is: a wrong one changes nothing but the label.
+    let pages = (count as usize).div_ceil(MEMBERS_PAGE).max(1) as u64;
+    let page_number = match after {
+        None => 1,
+        Some(_) => q
+            .get("p")
+            .and_then(|p| p.parse::<u64>().ok())
+            .filter(|p| (2..=pages).contains(p))
+            .unwrap_or(2),
+    };
     let body = html! {
         div.title-row {
             h1 { "Members of " (seg.name) }
             a.button href={"/panel/segments/" (seg.id)} { "Segment page" }
             a.button id="members-csv" href={"/panel/segments/" (seg.id) "/members.csv"} download { "Download CSV" }
         }
-        p id="members-count" { (thousands(count)) " contacts" @if after.is_some() { " (continued)" } }
+        p id="members-count" {
+            (thousands(count)) " contacts"
+            @if pages > 1 { " · page " span id="page-number" { (thousands(page_number)) } " of " (thousands(pages)) }
+        }
         div.table-wrap {
             table id="members" {
                 thead { tr {
@@ -437,8 +451,8 @@ pub async fn members(
                         tr {
                             td { a href={"/panel/contact?id=" (encode(&c.external_id))} { (c.external_id) } }
                             td { (c.email.as_deref().unwrap_or("")) }
-                            td { (c.phone.as_deref().unwrap_or("")) }
-                            @for f in &fields { td { (c.fields.get(&f.key).map(field_text).unwrap_or_default()) } }
+                            td.nowrap { (c.phone.as_deref().unwrap_or("")) }
+                            @for f in &fields { td.nowrap { (c.fields.get(&f.key).map(field_text).unwrap_or_default()) } }
                         }
                     }
                 }
@@ -446,7 +460,7 @@ pub async fn members(
         }
         nav.pager aria-label="Pages" {
             @if after.is_some() { a.button href={"/panel/segments/" (seg.id) "/members"} { "First page" } " " }
-            @if let Some(n) = next { a.button id="next-page" href={"/panel/segments/" (seg.id) "/members?cursor=" (n)} { "Next page" } }
+            @if let Some(n) = next { a.button id="next-page" href={"/panel/segments/" (seg.id) "/members?cursor=" (n) "&p=" (page_number + 1)} { "Next page" } }
         }
     };
     layout(&s, "members", &seg.name, "segments", body).into_response()

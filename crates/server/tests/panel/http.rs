@@ -428,6 +428,24 @@ async fn counts_are_shown_with_thousands_separators_on_every_page() {
             .unwrap();
         assert!(html.contains(expected), "{path}: {expected}");
     }
+    // The members page says which page of how many, and the next page knows it is 2.
+    let get = |path: String| {
+        let req = app.req(Method::GET, &path, Some(&s));
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let first = get(format!("/panel/segments/{segment}/members")).await;
+    assert!(
+        first.contains("page <span id=\"page-number\">1</span> of 25"),
+        "{first}"
+    );
+    let next = first
+        .split("id=\"next-page\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let second = get(next).await;
+    assert!(second.contains("page <span id=\"page-number\">2</span> of 25"));
     let html = app
         .req(
             Method::GET,
