@@ -14,6 +14,8 @@ mod helpers;
 mod isolation;
 mod membership;
 mod segments;
+#[path = "../support/smtp.rs"]
+mod smtp;
 mod snapshots;
 mod story;
 

@@ -2,97 +2,15 @@
 //! status and refused with lifecycle's sentence, the edit page, statistics and the
 //! recipient list after a real send to an SMTP sink in the test, and test sends.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, Response, StatusCode};
 use segmentd::settings::DeliverySettings;
 use segmentd_store::{Account, CampaignDraft, CampaignStatus, Channel};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 use crate::http::{App, Session, location, spawn_with};
-
-/// One message the sink accepted: its envelope recipients and raw data, with
-/// quoted-printable soft breaks and `=3D` undone.
-#[derive(Debug, Clone)]
-struct Mail {
-    to: Vec<String>,
-    data: String,
-}
-
-type Inbox = Arc<Mutex<Vec<Mail>>>;
-
-/// A minimal SMTP server that keeps what it accepts and answers `550 5.1.1` (a hard
-/// bounce) to RCPT TO any of `unknown`.
-async fn smtp_sink(unknown: &'static [&'static str]) -> (u16, Inbox) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let inbox: Inbox = Arc::default();
-    let kept = inbox.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
-                let mut to = Vec::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    let reply: &[u8] = if upper.starts_with("RCPT TO:") {
-                        let address = line[8..].trim().trim_matches(['<', '>']).to_owned();
-                        if unknown.contains(&address.as_str()) {
-                            b"550 5.1.1 No such user here\r\n"
-                        } else {
-                            to.push(address);
-                            b"250 OK\r\n"
-                        }
-                    } else if upper.starts_with("DATA") {
-                        let _ = write.write_all(b"354 go on\r\n").await;
-                        let mut data = String::new();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            if l == "." {
-                                break;
-                            }
-                            data.push_str(l.strip_prefix('.').unwrap_or(&l));
-                            data.push('\n');
-                        }
-                        let data = data.replace("=\n", "").replace("=3D", "=");
-                        kept.lock().unwrap().push(Mail {
-                            to: std::mem::take(&mut to),
-                            data,
-                        });
-                        b"250 queued\r\n"
-                    } else if upper.starts_with("QUIT") {
-                        let _ = write.write_all(b"221 bye\r\n").await;
-                        return;
-                    } else {
-                        b"250 OK\r\n"
-                    };
-                    if write.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, inbox)
-}
-
-/// The first tracking link of `kind` (`o`, `c`) in a message.
-fn tracking_link(text: &str, kind: &str) -> String {
-    let start = text
-        .find(&format!("/t/{kind}/"))
-        .unwrap_or_else(|| panic!("no /t/{kind}/ link in {text}"));
-    let begin = text[..start].rfind("http://").unwrap();
-    let end = text[start..]
-        .find(['"', ' ', '\n', '<', '>', '\r'])
-        .map(|e| start + e)
-        .unwrap_or(text.len());
-    text[begin..end].to_owned()
-}
+use crate::smtp::{Inbox, Rules, link, smtp_server};
 
 /// A signed-in panel over a server that delivers e-mail to the sink (where
 /// `bob@example.com` bounces), with contacts ann, bob, fay and a segment of all three.
@@ -106,7 +24,11 @@ struct Panel {
 }
 
 async fn panel() -> Panel {
-    let (port, inbox) = smtp_sink(&["bob@example.com"]).await;
+    let (port, inbox) = smtp_server(Rules {
+        unknown_users: vec!["bob@example.com".into()],
+        ..Rules::default()
+    })
+    .await;
     let app = spawn_with(DeliverySettings {
         smtp_host: "127.0.0.1".into(),
         smtp_port: port,
@@ -680,14 +602,14 @@ async fn a_sent_campaign_shows_its_statistics_chart_and_recipients_by_status_pag
         .unwrap();
     for (link, agent) in [
         (
-            tracking_link(&ann, "o"),
+            link(&ann, "o"),
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
         ),
         (
-            tracking_link(&ann, "c"),
+            link(&ann, "c"),
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
         ),
-        (tracking_link(&fay, "o"), "Mozilla/5.0"),
+        (link(&fay, "o"), "Mozilla/5.0"),
     ] {
         let r = client
             .get(&link)

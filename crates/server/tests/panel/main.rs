@@ -7,3 +7,5 @@
 mod browser;
 mod campaigns;
 mod http;
+#[path = "../support/smtp.rs"]
+mod smtp;
