@@ -81,6 +81,16 @@ fn api_key_of(header: &str) -> Option<String> {
     key.starts_with(KEY_PREFIX).then_some(key)
 }
 
+/// The hash of the API key a request carries, if it carries one (for routing in a
+/// cluster; the key is checked by the handler).
+pub fn key_hash_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    api_key_of(header).map(|key| hash_api_key(&key))
+}
+
 /// The key's last use is written at most this often (not once a request).
 const LAST_USED_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
 

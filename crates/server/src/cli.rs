@@ -25,6 +25,14 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         settings: SettingsArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// A cluster's state: `cluster status` prints its nodes and each account's placement
+    /// and follower lag, read from PostgreSQL.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Create (once) a demo account with realistic data, print its API key, and serve.
     Demo {
@@ -58,6 +66,36 @@ pub enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+}
+
+/// `serve --cluster`: run as one node of a cluster (PostgreSQL and NATS JetStream).
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// NATS servers of one JetStream cluster, comma-separated (`nats://127.0.0.1:4222`).
+    /// Without it segmentd is a single process holding every account.
+    #[arg(long, env = "SEGMENTD_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's id, unique in the cluster (default `node-PORT`).
+    #[arg(long, env = "SEGMENTD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// How the other nodes reach this one (default `http://` and the bound address).
+    #[arg(long, env = "SEGMENTD_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// A node that has not renewed its lease for this long loses its accounts.
+    #[arg(long, env = "SEGMENTD_LEASE_MS", default_value_t = 3_000)]
+    pub lease_ms: u64,
+    /// Indexes per account: 2 (an owner and a warm follower) or 1.
+    #[arg(long, env = "SEGMENTD_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub replicas: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes, leases, placements and follower lag per account.
+    Status {
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
 }
 
@@ -187,6 +225,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         contacts: usize,
     },
+    /// Start three cluster nodes of this binary on a PostgreSQL database (give a fresh
+    /// one) and NATS, and print the forwarding overhead, the follower lag under an event
+    /// load, and the failover time after SIGKILL.
+    Cluster {
+        #[arg(long, env = "SEGMENTD_DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        #[arg(long, default_value_t = 50_000)]
+        events_per_second: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        failovers: usize,
+        #[arg(long, default_value_t = 3_000)]
+        lease_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,9 +356,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.email, account.name, account.id
             );
         }
-        Command::Serve { settings } => {
+        Command::Serve { settings, cluster } => {
             let settings = Settings::resolve(&settings)?;
-            let app = Application::build(&settings).await?;
+            let app = match &cluster.cluster {
+                None => Application::build(&settings).await?,
+                Some(nats) => {
+                    let node = cluster
+                        .node_id
+                        .clone()
+                        .unwrap_or_else(|| format!("node-{}", settings.listen.port()));
+                    Application::cluster_node(
+                        &settings,
+                        crate::cluster::ClusterSettings {
+                            nats: nats
+                                .split(',')
+                                .map(|s| s.trim().to_owned())
+                                .filter(|s| !s.is_empty())
+                                .collect(),
+                            node,
+                            advertise: cluster.advertise.clone(),
+                            lease: std::time::Duration::from_millis(cluster.lease_ms.max(300)),
+                            replicas: usize::from(cluster.replicas),
+                        },
+                    )
+                    .await?
+                }
+            };
             tracing::info!(port = app.port(), "segmentd listening");
             println!(
                 "segmentd listening on http://{}:{}",
@@ -311,6 +389,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.port()
             );
             app.run_until_signalled().await?;
+        }
+        Command::Cluster {
+            command: ClusterCommand::Status { settings },
+        } => {
+            let settings = Settings::resolve(&settings)?;
+            let (_, control) =
+                segmentd_store::open_cluster(&settings.database_url(), "status").await?;
+            print!("{}", crate::cluster::status::print(control.as_ref()).await?);
         }
         Command::Demo {
             settings,
@@ -408,6 +494,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 crate::bench::run_paths(&settings, &bench).await?.render()
             );
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Cluster {
+                    database_url,
+                    nats,
+                    events_per_second,
+                    seconds,
+                    failovers,
+                    lease_ms,
+                },
+        } => {
+            let bench = crate::bench::cluster::ClusterBench {
+                database_url,
+                nats,
+                events_per_second,
+                seconds,
+                failovers,
+                lease_ms,
+            };
+            print!("{}", crate::bench::cluster::run_cluster(&bench).await?);
         }
         Command::Bench {
             command: BenchCommand::Send { settings, contacts },

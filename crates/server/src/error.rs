@@ -39,7 +39,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("internal error")]
     Internal(String),
+    /// Cluster: another node serves the account now (or this one stopped owning it
+    /// mid-request; nothing was written). The forwarding layer retries at the owner.
+    #[error("another node serves this account now; try again")]
+    Misdirected(Option<segmentd_store::AccountId>),
 }
+
+/// The header a 421 names its account in, for the forwarding layer.
+pub const MISDIRECTED_ACCOUNT: &str = "segmentd-account";
 
 impl ApiError {
     pub fn validation(path: impl Into<String>, message: impl Into<String>) -> Self {
@@ -63,6 +70,7 @@ impl ApiError {
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Misdirected(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
         }
     }
 }
@@ -134,7 +142,13 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Misdirected(Some(account)) = self {
+            response
+                .headers_mut()
+                .insert(MISDIRECTED_ACCOUNT, axum::http::HeaderValue::from(account));
+        }
+        response
     }
 }
 
@@ -145,6 +159,7 @@ impl From<StoreError> for ApiError {
                 message: format!("{what} is already taken"),
                 path: None,
             },
+            other if other.is_not_owner() => ApiError::Misdirected(None),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -152,6 +167,13 @@ impl From<StoreError> for ApiError {
 
 impl From<crate::index::IndexError> for ApiError {
     fn from(e: crate::index::IndexError) -> Self {
-        ApiError::Internal(e.to_string())
+        use crate::index::IndexError;
+        match e {
+            IndexError::NotHere(account) | IndexError::NotOwner(account) => {
+                ApiError::Misdirected(Some(account))
+            }
+            IndexError::Store(e) if e.is_not_owner() => ApiError::Misdirected(None),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }

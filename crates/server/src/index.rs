@@ -54,6 +54,12 @@ pub enum IndexError {
     Task(String),
     #[error("saving an index snapshot failed: {0}")]
     Snapshot(String),
+    /// Cluster: this node holds no index of the account.
+    #[error("account {0} is not held by this node")]
+    NotHere(AccountId),
+    /// Cluster: this node does not own the account, so it does not write it.
+    #[error("account {0} is not owned by this node")]
+    NotOwner(AccountId),
 }
 
 /// What a preview answers: how many contacts match and the first few of them.
@@ -128,6 +134,9 @@ pub struct AccountIndex {
     saving: tokio::sync::Mutex<()>,
     /// Whether it was built from a snapshot or from the store.
     source: Source,
+    /// Whether this node writes the account and logs its membership changes: always
+    /// outside a cluster; in one, only while it owns the account.
+    owned: std::sync::atomic::AtomicBool,
 }
 
 impl AccountIndex {
@@ -143,6 +152,7 @@ impl AccountIndex {
             saved_at: Mutex::new(Instant::now()),
             saving: tokio::sync::Mutex::new(()),
             source,
+            owned: std::sync::atomic::AtomicBool::new(true),
         };
         account.publish(&account.index.read());
         if source == Source::Store {
@@ -198,6 +208,15 @@ impl AccountIndex {
     /// Held by a write from before its store commit until its changes are logged.
     pub async fn enter_write(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().await
+    }
+
+    /// Whether this node writes the account (see `owned`).
+    pub fn is_owned(&self) -> bool {
+        self.owned.load(Ordering::Acquire)
+    }
+
+    pub fn set_owned(&self, owned: bool) {
+        self.owned.store(owned, Ordering::Release);
     }
 
     pub async fn segment_hook(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -288,6 +307,9 @@ pub struct Indexes {
     accounts: Mutex<HashMap<AccountId, Arc<AccountIndex>>>,
     /// Serializes first-use builds, so that an account is built once.
     building: tokio::sync::Mutex<()>,
+    /// Whether `of` builds an account's index on first use. In a cluster the node's
+    /// agent decides which accounts it holds (`insert`, `remove`).
+    on_demand: bool,
 }
 
 pub fn contact_values(c: &Contact) -> ContactValues {
@@ -435,6 +457,7 @@ impl Indexes {
             snapshots,
             accounts: Mutex::new(HashMap::new()),
             building: tokio::sync::Mutex::new(()),
+            on_demand: true,
         };
         let accounts = indexes.store.accounts().await?;
         for account in &accounts {
@@ -442,6 +465,50 @@ impl Indexes {
         }
         tracing::info!(accounts = accounts.len(), "all accounts indexed");
         Ok(indexes)
+    }
+
+    /// No index yet: a cluster node's agent inserts those of the accounts it holds.
+    pub fn empty(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Indexes {
+            store,
+            clock,
+            snapshots: None,
+            accounts: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
+            on_demand: false,
+        }
+    }
+
+    /// Holds `index` as the account's (a cluster node's agent), not owned until
+    /// [`AccountIndex::set_owned`].
+    pub fn insert(&self, account: &Account, index: Index) -> Result<Arc<AccountIndex>, IndexError> {
+        let idx = Arc::new(AccountIndex::new(zone_of(account)?, index, Source::Store));
+        idx.set_owned(false);
+        if let Ok(mut map) = self.accounts.lock() {
+            map.insert(account.id, idx.clone());
+        }
+        Ok(idx)
+    }
+
+    /// Stops holding the account's index.
+    pub fn remove(&self, account: AccountId) {
+        if let Ok(mut map) = self.accounts.lock() {
+            map.remove(&account);
+        }
+    }
+
+    /// The account's index if this node holds it.
+    pub fn held(&self, account: AccountId) -> Option<Arc<AccountIndex>> {
+        self.cached(account)
+    }
+
+    /// The account's index for a write: this node must own the account.
+    pub async fn for_write(&self, account: &Account) -> Result<Arc<AccountIndex>, IndexError> {
+        let idx = self.of(account).await?;
+        if !idx.is_owned() {
+            return Err(IndexError::NotOwner(account.id));
+        }
+        Ok(idx)
     }
 
     fn cached(&self, account: AccountId) -> Option<Arc<AccountIndex>> {
@@ -455,6 +522,9 @@ impl Indexes {
     pub async fn of(&self, account: &Account) -> Result<Arc<AccountIndex>, IndexError> {
         if let Some(found) = self.cached(account.id) {
             return Ok(found);
+        }
+        if !self.on_demand {
+            return Err(IndexError::NotHere(account.id));
         }
         let _building = self.building.lock().await;
         if let Some(found) = self.cached(account.id) {
@@ -621,6 +691,11 @@ impl Indexes {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
+        // Only the owner logs: a follower's changes are the owner's, logged there (or
+        // by its successor's start-up difference).
+        if self.cached(account.id).is_some_and(|idx| !idx.is_owned()) {
+            return Ok(changes.into_iter().map(|c| c.change).collect());
+        }
         let at = self.clock.now();
         let records: Vec<ChangeRecord> = changes
             .iter()
@@ -636,7 +711,18 @@ impl Indexes {
                 at,
             })
             .collect();
-        self.store.record_changes(account.id, &records).await?;
+        match self.store.record_changes(account.id, &records).await {
+            Ok(()) => {}
+            // Ownership moved after this write committed: the write stands, and the new
+            // owner logs what the log lacks when it takes over.
+            Err(e) if e.is_not_owner() => {
+                tracing::warn!(
+                    account = account.id,
+                    "changes not logged: the account moved"
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(changes.into_iter().map(|c| c.change).collect())
     }
 

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod campaigns;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod export;

@@ -125,7 +125,7 @@ pub async fn build(
 }
 
 /// The account's saved rules, parsed, in dependency order.
-async fn saved_rules(
+pub(crate) async fn saved_rules(
     store: &dyn Store,
     account: &Account,
 ) -> Result<Vec<(SegmentId, Rule)>, IndexError> {
@@ -197,6 +197,49 @@ async fn full(
     );
     // Membership may have changed while the service was down (time passed, or a write
     // was stored but its changes were not logged): log the difference now.
+    let diff = log_difference(store, account, &index, &external, now).await?;
+    tracing::info!(
+        account = account.id,
+        contacts = index.contact_count(),
+        events = index.event_count(),
+        changes_logged = diff,
+        ms = started.elapsed().as_millis() as u64,
+        "account indexed from the store"
+    );
+    Ok(index)
+}
+
+/// Brings the change log to the index's membership: what differs is logged as entered
+/// or exited at `now` (`external`: external ids of contacts the index may not know).
+/// Returns how many changes it logged.
+pub async fn log_difference(
+    store: &dyn Store,
+    account: &Account,
+    index: &Index,
+    external: &HashMap<ContactId, String>,
+    now: Timestamp,
+) -> Result<usize, IndexError> {
+    let diff = membership_difference(store, account, index, external, now).await?;
+    store.record_changes(account.id, &diff).await?;
+    Ok(diff.len())
+}
+
+async fn membership_difference(
+    store: &dyn Store,
+    account: &Account,
+    index: &Index,
+    external: &HashMap<ContactId, String>,
+    now: Timestamp,
+) -> Result<Vec<ChangeRecord>, IndexError> {
+    let logged = logged_membership(store, account).await?;
+    Ok(difference(logged, index, external, now))
+}
+
+/// Each segment's members as the change log has them (the last entry per contact).
+pub async fn logged_membership(
+    store: &dyn Store,
+    account: &Account,
+) -> Result<BTreeMap<SegmentId, HashMap<ContactId, String>>, IndexError> {
     let mut logged: BTreeMap<SegmentId, HashMap<ContactId, String>> = BTreeMap::new();
     for (segment, contact, external_id) in store.logged_members(account.id).await? {
         logged
@@ -204,30 +247,63 @@ async fn full(
             .or_default()
             .insert(contact, external_id);
     }
+    Ok(logged)
+}
+
+/// What the change log must record to hold the index's membership.
+pub fn difference(
+    mut logged: BTreeMap<SegmentId, HashMap<ContactId, String>>,
+    index: &Index,
+    external: &HashMap<ContactId, String>,
+    now: Timestamp,
+) -> Vec<ChangeRecord> {
     let mut diff = Vec::new();
-    let ids: Vec<SegmentId> = index.segment_ids().collect();
-    for s in ids {
+    for s in index.segment_ids() {
         let was = logged.remove(&s).unwrap_or_default();
         let is: BTreeSet<ContactId> = index
             .membership(s)
             .map(|m| index.store_ids(m).into_iter().collect())
             .unwrap_or_default();
         for &c in is.iter().filter(|c| !was.contains_key(c)) {
-            diff.push(change_record(s, c, external.get(&c).cloned(), true, now));
+            let name = external
+                .get(&c)
+                .cloned()
+                .or_else(|| index.external_id(c).map(str::to_owned));
+            diff.push(change_record(s, c, name, true, now));
         }
         for (c, external_id) in was.into_iter().filter(|(c, _)| !is.contains(c)) {
             diff.push(change_record(s, c, Some(external_id), false, now));
         }
     }
-    store.record_changes(account.id, &diff).await?;
-    tracing::info!(
-        account = account.id,
-        contacts = index.contact_count(),
-        events = index.event_count(),
-        changes_logged = diff.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "account indexed from the store"
-    );
+    diff
+}
+
+/// A cluster node's index of an account from rows read in one database snapshot
+/// (`ClusterStore::load`): the same as a full rebuild's, nothing logged.
+pub async fn from_rows(
+    store: &dyn Store,
+    account: &Account,
+    zone: &TimeZone,
+    mut contacts: Vec<segmentd_store::Contact>,
+    events: Vec<segmentd_store::StoredEvent>,
+    now: Timestamp,
+) -> Result<Index, IndexError> {
+    let mut index = Index::new(RuleClock::new(now, zone));
+    contacts.sort_unstable_by_key(|c| c.id);
+    for c in &contacts {
+        index.upsert_contact(c.id, &c.external_id, &contact_values(c));
+    }
+    drop(contacts);
+    let events: Vec<(ContactId, Event)> = events
+        .into_iter()
+        .map(|e| (e.contact_id, engine_event(e.client_id, e.timestamp, e.body)))
+        .collect();
+    index.add_events(events.iter().map(|(c, e)| (*c, e)));
+    drop(events);
+    for (id, rule) in saved_rules(store, account).await? {
+        set_segment(&mut index, id, rule)?;
+    }
+    index.compact();
     Ok(index)
 }
 

@@ -132,7 +132,48 @@ impl Application {
             hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+            cluster: None,
         };
+        if state.campaigns.settings.worker {
+            crate::campaigns::start_worker(state.clone()).await?;
+        }
+        Ok(Application { listener, state })
+    }
+
+    /// A cluster node (`serve --cluster`): PostgreSQL only; it holds the indexes of the
+    /// accounts placed on it (none at first) and joins the others.
+    pub async fn cluster_node(
+        settings: &Settings,
+        mut cluster: crate::cluster::ClusterSettings,
+    ) -> anyhow::Result<Self> {
+        let url = settings.database_url();
+        let (store, control) = segmentd_store::open_cluster(&url, &cluster.node).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let index = Arc::new(Indexes::empty(store.clone(), clock.clone()));
+        tokio::spawn(refresh_every(index.clone(), REFRESH_INTERVAL));
+        let listener = TcpListener::bind(settings.listen).await?;
+        let bound = listener.local_addr()?;
+        let mut delivery = settings.delivery.clone();
+        if delivery.public_url.is_none() {
+            delivery.public_url = Some(format!("http://{bound}"));
+        }
+        let address = cluster
+            .advertise
+            .take()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let node = Arc::new(crate::cluster::Cluster::new(cluster, control, address));
+        let state = AppState {
+            store,
+            index,
+            clock,
+            catalogs: Arc::default(),
+            campaigns: Arc::new(crate::campaigns::Delivery::new(delivery)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
+            cluster: Some(node.clone()),
+        };
+        crate::cluster::agent::start(state.clone(), node).await?;
         if state.campaigns.settings.worker {
             crate::campaigns::start_worker(state.clone()).await?;
         }
@@ -159,12 +200,17 @@ impl Application {
     /// index snapshots, so that the next start replays nothing.
     pub async fn run_until_signalled(self) -> anyhow::Result<()> {
         let index = self.state.index.clone();
+        let self_cluster = self.state.cluster.clone();
         axum::serve(
             GuardedListener::new(self.listener),
             with_client_address(app(self.state)),
         )
         .with_graceful_shutdown(stop_signal())
         .await?;
+        if let Some(cluster) = &self_cluster {
+            // Its accounts move at once rather than when the lease runs out.
+            let _ = cluster.store.leave(cluster.node()).await;
+        }
         tracing::info!("stopping: saving index snapshots");
         index.save_snapshots(SaveWhen::Changed).await?;
         Ok(())
@@ -189,10 +235,15 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", crate::api::router())
         .nest("/panel", crate::panel::router())
         .nest("/t", crate::tracking::router())
+        .nest("/cluster", crate::cluster::status::router())
         .route(
             "/",
             axum::routing::get(|| async { axum::response::Redirect::to("/panel/segments") }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::route,
+        ))
         .layer(axum::middleware::from_fn(crate::guard::panel_no_store))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -35,4 +35,6 @@ pub struct AppState {
     /// Password hashes computed at once (each costs tens of milliseconds of a core): a
     /// burst of sign-ins waits here instead of taking every core.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// This node's part of a cluster (`serve --cluster`); `None`: a single segmentd.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }

@@ -82,7 +82,11 @@ async fn apply_and_log(
     known: &HashMap<ContactId, String>,
 ) -> Result<Vec<MembershipChange>, WriteError> {
     let changes = state.index.apply(idx, slices).await?;
-    Ok(state.index.log(account, changes, known).await?)
+    let logged = state.index.log(account, changes, known).await?;
+    if let Some(cluster) = &state.cluster {
+        cluster.written(account.id);
+    }
+    Ok(logged)
 }
 
 /// Creates or updates contacts by external id (the batch is one transaction).
@@ -91,7 +95,7 @@ pub async fn upsert_contacts(
     account: &Account,
     batch: &[ContactUpsert],
 ) -> Result<u64, WriteError> {
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let upserted = state.store.upsert_contacts(account.id, batch).await?;
     // Upserts patch: the index takes each contact's whole values as stored now.
@@ -120,7 +124,7 @@ pub async fn delete_contact(
     account: &Account,
     external_id: &str,
 ) -> Result<bool, WriteError> {
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let Some(contact) = state.store.contact(account.id, external_id).await? else {
         return Ok(false);
@@ -147,7 +151,7 @@ pub async fn add_events(
     account: &Account,
     batch: Vec<NewEvent>,
 ) -> Result<InsertOutcome, WriteError> {
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let outcome = match state.store.insert_events(account.id, &batch).await {
         Ok(outcome) => outcome,
@@ -189,8 +193,12 @@ pub async fn create_field(
     account: &Account,
     field: &FieldDef,
 ) -> Result<(), WriteError> {
+    state.index.for_write(account).await?;
     let created = state.store.create_field(account.id, field).await;
     state.catalogs.invalidate(account.id);
+    if let Some(cluster) = &state.cluster {
+        cluster.written(account.id);
+    }
     created.map_err(|e| match e {
         StoreError::Conflict(_) => WriteError::Conflict {
             message: format!("a field with key \"{}\" already exists", field.key),
@@ -207,7 +215,7 @@ pub async fn delete_field(
     key: &str,
 ) -> Result<(), WriteError> {
     let not_found = || WriteError::NotFound(format!("no field with key \"{key}\""));
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let (catalog, segments) = load_catalog(state.store.as_ref(), account.id).await?;
     if !catalog.fields.contains_key(key) {
@@ -300,7 +308,7 @@ pub async fn create_segment(
     account: &Account,
     draft: &SegmentDraft,
 ) -> Result<Segment, WriteError> {
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let segment = state
         .store
@@ -318,7 +326,7 @@ pub async fn update_segment(
     id: SegmentId,
     draft: &SegmentDraft,
 ) -> Result<Segment, WriteError> {
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let segment = state
         .store
@@ -337,7 +345,7 @@ pub async fn delete_segment(
     id: SegmentId,
 ) -> Result<(), WriteError> {
     let not_found = || WriteError::NotFound(format!("no segment with id {id}"));
-    let idx = state.index.of(account).await?;
+    let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let (catalog, segments) = load_catalog(state.store.as_ref(), account.id).await?;
     if !catalog.segments.contains_key(&id) {

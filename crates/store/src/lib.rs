@@ -10,6 +10,7 @@
 
 pub mod campaign;
 mod campaign_rows;
+pub mod cluster;
 mod common;
 pub mod model;
 mod postgres;
@@ -44,6 +45,19 @@ pub enum StoreError {
     /// A stored row could not be read back (for example a value no longer parses).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("a cluster needs PostgreSQL, not {0:?}")]
+    ClusterNeedsPostgres(String),
+}
+
+impl StoreError {
+    /// The database refused the write because this node does not own the account (or
+    /// its lease lapsed): nothing of the transaction is stored (migration 0013).
+    pub fn is_not_owner(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().as_deref() == Some("SD001"),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -451,4 +465,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     } else {
         Err(StoreError::BadUrl(url.to_owned()))
     }
+}
+
+/// Opens a PostgreSQL store as cluster node `node`: every connection names the node, so
+/// the database logs and fences its writes (migration 0013).
+pub async fn open_cluster(
+    url: &str,
+    node: &str,
+) -> Result<(Arc<dyn Store>, Arc<dyn cluster::ClusterStore>)> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::ClusterNeedsPostgres(url.to_owned()));
+    }
+    let store = Arc::new(postgres::PostgresStore::open_as_node(url, node).await?);
+    Ok((store.clone(), store))
 }

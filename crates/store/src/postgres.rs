@@ -18,6 +18,8 @@ use crate::campaign_rows::*;
 use crate::common::*;
 use crate::*;
 
+mod cluster;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
@@ -32,6 +34,32 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// As [`PostgresStore::open`], every connection naming cluster node `node`
+    /// (`segmentd.node`, read by migration 0013's triggers). A transaction left idle for
+    /// two seconds is ended by the server: a node stopped inside one (SIGSTOP, a long
+    /// pause) cannot hold an account's placement row and so hold off its failover.
+    pub async fn open_as_node(url: &str, node: &str) -> Result<Self> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let options = options.options([
+            ("segmentd.node", node),
+            ("idle_in_transaction_session_timeout", "2000"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7271)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(include_str!("postgres/cluster_triggers.sql"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(PostgresStore { pool })
     }
 

@@ -7,6 +7,8 @@
 //! - [`paths`]: `bench paths`, every path a person takes through the panel and the API
 //!   (builder, live count, lists, pages, search, explain, campaigns, restart, memory, reads
 //!   under a write load), each figure next to its target.
+//! - [`cluster`]: `bench cluster`, three nodes of a cluster: forwarding overhead, follower
+//!   lag under load, failover time.
 //! - [`send`]: `bench send`, an e-mail campaign to every contact delivered to a local
 //!   SMTP [`sink`], and the messages/s it reached.
 //!
@@ -17,6 +19,7 @@
 //! [`timed`] has the paths timed one request after another; [`mixed`] is the load of
 //! readers beside a writer; [`report`] prints the tables.
 
+pub mod cluster;
 pub mod data;
 pub mod ingest;
 pub mod mixed;

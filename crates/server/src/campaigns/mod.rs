@@ -319,7 +319,12 @@ pub fn spawn_delivery(state: AppState, account: AccountId, id: CampaignId) {
 /// process does not run yet (resumed, or left by a run that stopped) are delivered.
 pub async fn start_worker(state: AppState) -> anyhow::Result<()> {
     let now = state.clock.now();
-    for c in state.store.campaigns_to_run(now).await? {
+    // In a cluster an account's new owner does this when it takes the account over.
+    let campaigns = match state.cluster {
+        None => state.store.campaigns_to_run(now).await?,
+        Some(_) => Vec::new(),
+    };
+    for c in campaigns {
         if matches!(c.status, CampaignStatus::Sending | CampaignStatus::Paused) {
             let n = state
                 .store
@@ -355,6 +360,13 @@ pub async fn start_worker(state: AppState) -> anyhow::Result<()> {
 
 async fn run_due(state: &AppState) -> Result<(), ApiError> {
     for c in state.store.campaigns_to_run(state.clock.now()).await? {
+        if state
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| !cluster.owns(c.account_id))
+        {
+            continue;
+        }
         match c.status {
             CampaignStatus::Sending => spawn_delivery(state.clone(), c.account_id, c.id),
             CampaignStatus::Scheduled => {

@@ -88,6 +88,11 @@ pub async fn deliver_campaign(
         if now_campaign.status != CampaignStatus::Sending || stop.load(Ordering::SeqCst) {
             return Ok(());
         }
+        // In a cluster only the account's owner sends (its successor takes the campaign
+        // up; what this node had in flight becomes unknown there).
+        if state.cluster.as_ref().is_some_and(|c| !c.owns(account_id)) {
+            return Ok(());
+        }
         let now = state.clock.now();
         let batch = store
             .claim_recipients(account_id, id, now, (concurrency * BATCH_PER_SLOT) as u32)

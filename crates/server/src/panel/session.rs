@@ -155,6 +155,18 @@ impl SignedIn {
     }
 }
 
+/// The account of the panel session a request's cookie names, for routing in a cluster
+/// (the handler checks the session itself).
+pub async fn session_account(state: &AppState, headers: &HeaderMap) -> Option<AccountId> {
+    let token = cookie_token(headers, cookie_parts(state).0)?;
+    let session = state
+        .store
+        .session(&token_hash(&token), state.clock.now())
+        .await
+        .ok()??;
+    Some(session.account_id)
+}
+
 async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, StoreError> {
     let Some(token) = cookie_token(&parts.headers, cookie_parts(state).0) else {
         return Ok(None);
