@@ -15,10 +15,16 @@ use serde_json::{Value, json};
 use crate::nats::Nats;
 use crate::smtp::{Inbox, smtp_sink};
 
-/// A port free a moment ago (the child binds it soon after; good enough on one machine).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// `n` distinct ports free a moment ago (all held at once while chosen, so never the
+/// same one twice; the child binds them soon after: good enough on one machine).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// The last `n` lines of a log file, to explain a failure.
@@ -190,6 +196,7 @@ impl Cluster {
             "SEGMENTD_NODE_ID",
             "SEGMENTD_ADVERTISE",
             "SEGMENTD_LEASE_MS",
+            "SEGMENTD_REPLICAS",
         ] {
             command.env_remove(var);
         }
@@ -208,10 +215,10 @@ impl Cluster {
             let mut tx = Some(tx);
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("segmentd listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(address.trim().to_owned());
-                    }
+                if let Some(address) = line.strip_prefix("segmentd listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(address.trim().to_owned());
                 }
             }
         });
@@ -338,13 +345,13 @@ impl Cluster {
                     .collect();
                 // Each advertises the address it listens on (no --advertise given).
                 for n in &status.nodes {
-                    if let Some(node) = self.nodes.iter().find(|m| m.id == n.id) {
-                        if n.address.trim_end_matches('/') != node.address {
-                            return Err(format!(
-                                "{} advertises {}, listens on {}",
-                                n.id, n.address, node.address
-                            ));
-                        }
+                    if let Some(node) = self.nodes.iter().find(|m| m.id == n.id)
+                        && n.address.trim_end_matches('/') != node.address
+                    {
+                        return Err(format!(
+                            "{} advertises {}, listens on {}",
+                            n.id, n.address, node.address
+                        ));
                     }
                 }
                 alive.sort();
@@ -611,15 +618,26 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
+        let start = Instant::now();
         match req.send().await {
             Ok(r) => Reply {
                 status: r.status().as_u16(),
                 body: r.text().await.unwrap_or_else(|e| e.to_string()),
             },
-            Err(e) => Reply {
-                status: 0,
-                body: e.to_string(),
-            },
+            Err(e) => {
+                // The whole chain: "error sending request" alone does not say whether
+                // the connection was refused, reset or timed out.
+                let mut why = format!("{e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                Reply {
+                    status: 0,
+                    body: format!("{why} (after {:?})", start.elapsed()),
+                }
+            }
         }
     }
 

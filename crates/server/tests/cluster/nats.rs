@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{free_port, tail, wait_until};
+use crate::harness::{free_ports, tail, wait_until};
 
 /// The machine's `nats-server` (Debian package `nats-server`).
 pub fn nats_server_binary() -> Option<PathBuf> {
@@ -47,13 +47,15 @@ impl Nats {
     /// Starts three servers under `dir` and waits until they form one JetStream cluster.
     pub async fn start(dir: &Path) -> Nats {
         let binary = nats_server_binary().expect("nats-server is installed");
+        let ports = free_ports(9);
         let servers = (1..=3)
             .map(|i| {
                 let name = format!("nats{i}");
+                let p = &ports[3 * (i - 1)..3 * i];
                 NatsServer {
-                    client_port: free_port(),
-                    cluster_port: free_port(),
-                    monitor_port: free_port(),
+                    client_port: p[0],
+                    cluster_port: p[1],
+                    monitor_port: p[2],
                     store_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
                     name,
@@ -137,6 +139,20 @@ impl Nats {
     /// How one running server sees the cluster: `Ok` once it has routes to the other
     /// two and a JetStream meta leader among three peers.
     async fn formed_at(&self, server: &NatsServer) -> Result<(), String> {
+        if let Some(child) = &server.child {
+            // An exited child not yet reaped is a zombie ("Z" after its name in stat).
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+            {
+                return Err(format!("{} exited", server.name));
+            }
+        }
         let get = |path: &str| {
             let url = format!("http://127.0.0.1:{}{path}", server.monitor_port);
             let http = self.http.clone();

@@ -25,7 +25,7 @@ async fn write_and_catch_up(
         let api = cluster.api(via, &t.account);
         let contacts: Vec<(String, bool)> = (0..10)
             .map(|i| (format!("{phase}-{i}"), i % 2 == 1))
-            .chain([("seed-0".to_owned(), phase.len() % 2 == 0)])
+            .chain([("seed-0".to_owned(), phase.len().is_multiple_of(2))])
             .collect();
         let r = api.upsert(&mut t.ledger, &contacts).await;
         assert!(r.ok(), "{phase}: {} {}", r.status, r.body);

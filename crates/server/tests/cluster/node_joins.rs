@@ -36,9 +36,12 @@ pub async fn a_joining_node_takes_accounts_over_while_clients_see_no_error(db_ur
             let mut errors = Vec::new();
             let mut k = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let (account, api, vip) = &clients[k % 3][k % clients[0].len()];
+                // Account k mod 30, through node (k + k / 30) mod 3: each account is
+                // visited through every old node in turn.
+                let n = clients[0].len();
+                let (account, api, vip) = &clients[(k + k / n) % 3][k % n];
                 let ledger = ledgers.entry(*account).or_default();
-                let contacts = [(format!("live-{k}"), k % 2 == 0)];
+                let contacts = [(format!("live-{k}"), k.is_multiple_of(2))];
                 let r = api.upsert(ledger, &contacts).await;
                 if !r.ok() {
                     errors.push(format!(

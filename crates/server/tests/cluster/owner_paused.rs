@@ -92,10 +92,10 @@ pub async fn an_owner_paused_past_its_lease_comes_back_as_a_follower_and_forward
         || async {
             let status = cluster.status(paused).await?;
             for t in &tenants {
-                if let Some(h) = status.held.iter().find(|h| h.account == t.account.id) {
-                    if h.role != "follower" {
-                        return Err(format!("{paused_id} holds {h:?}"));
-                    }
+                if let Some(h) = status.held.iter().find(|h| h.account == t.account.id)
+                    && h.role != "follower"
+                {
+                    return Err(format!("{paused_id} holds {h:?}"));
                 }
             }
             Ok(())
