@@ -137,7 +137,7 @@ impl Nats {
     }
 
     /// How one running server sees the cluster: `Ok` once it has routes to the other
-    /// two and a JetStream meta leader among three peers.
+    /// two and a JetStream meta leader.
     async fn formed_at(&self, server: &NatsServer) -> Result<(), String> {
         if let Some(child) = &server.child {
             // An exited child not yet reaped is a zombie ("Z" after its name in stat).
@@ -167,7 +167,11 @@ impl Nats {
         }
         let jsz = get("/jsz").await?;
         let meta = &jsz["meta_cluster"];
-        if meta["cluster_size"] != 3 || meta["leader"].as_str().is_none_or(str::is_empty) {
+        // `cluster_size` can stay at 2 on a server for a while after a peer came back
+        // (seen under load); routes to both others and a leader are what the tests need.
+        if meta["cluster_size"].as_u64().is_none_or(|n| n < 2)
+            || meta["leader"].as_str().is_none_or(str::is_empty)
+        {
             return Err(format!("{}: JetStream meta cluster {meta}", server.name));
         }
         Ok(())
