@@ -151,8 +151,22 @@ impl Browser {
         self.on(css, |e| async move { e.text().await }).await
     }
 
+    /// Clicks `css` as a person would: scrolled to the middle of the window first, so
+    /// that the live count's bar (stuck to the bottom edge on a phone) is not in the way.
     async fn click(&self, css: &str) {
-        self.on(css, |e| async move { e.click().await }).await
+        self.on(css, |e| async move {
+            let arg = serde_json::to_value(&e).map_err(|_| {
+                fantoccini::error::CmdError::NotJson("element".to_owned())
+            })?;
+            self.client
+                .execute(
+                    "arguments[0].scrollIntoView({block: 'center'}); return true;",
+                    vec![arg],
+                )
+                .await?;
+            e.click().await
+        })
+        .await
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -920,7 +934,7 @@ const ERROR_HOOK: &str = "if (!window.__errors) { window.__errors = []; \
 /// Elements inside the live bar are marked: the bar floats over the page by design.
 const LAYOUT: &str = "const extra = arguments[0]; \
     const de = document.documentElement; \
-    const sel = 'main a[href], main button, main input:not([type=hidden]), main select, main textarea, ' + extra; \
+    const sel = 'main a[href], main button, main input:not([type=hidden]), main select, main textarea' + (extra ? ', ' + extra : ''); \
     const items = []; \
     for (const e of document.querySelectorAll(sel)) { \
       const r = e.getBoundingClientRect(); const st = getComputedStyle(e); \
@@ -1197,13 +1211,12 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
         b.type_into(&format!("{c11} input[id$='-value2']"), "20")
             .await;
         b.click("#seg-description").await;
-        let said = b
-            .until("the problem after leaving the condition", || async {
-                let t = b.text(&format!("{c11} p.error")).await;
-                (!t.is_empty()).then_some(t)
-            })
-            .await;
-        assert_eq!(said, "Low must be at most high.");
+        // (Until the newest count arrives, the problem of the half-typed pair shows.)
+        b.until("\"Low must be at most high.\" after leaving the condition", || async {
+            let t = b.text(&format!("{c11} p.error")).await;
+            (t == "Low must be at most high.").then_some(())
+        })
+        .await;
         b.type_into(&format!("{c11} input[id$='-value']"), "18")
             .await;
         b.click("#seg-description").await;
