@@ -155,9 +155,8 @@ impl Browser {
     /// that the live count's bar (stuck to the bottom edge on a phone) is not in the way.
     async fn click(&self, css: &str) {
         self.on(css, |e| async move {
-            let arg = serde_json::to_value(&e).map_err(|_| {
-                fantoccini::error::CmdError::NotJson("element".to_owned())
-            })?;
+            let arg = serde_json::to_value(&e)
+                .map_err(|_| fantoccini::error::CmdError::NotJson("element".to_owned()))?;
             self.client
                 .execute(
                     "arguments[0].scrollIntoView({block: 'center'}); return true;",
@@ -1212,10 +1211,13 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
             .await;
         b.click("#seg-description").await;
         // (Until the newest count arrives, the problem of the half-typed pair shows.)
-        b.until("\"Low must be at most high.\" after leaving the condition", || async {
-            let t = b.text(&format!("{c11} p.error")).await;
-            (t == "Low must be at most high.").then_some(())
-        })
+        b.until(
+            "\"Low must be at most high.\" after leaving the condition",
+            || async {
+                let t = b.text(&format!("{c11} p.error")).await;
+                (t == "Low must be at most high.").then_some(())
+            },
+        )
         .await;
         b.type_into(&format!("{c11} input[id$='-value']"), "18")
             .await;
