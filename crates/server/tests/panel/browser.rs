@@ -1032,6 +1032,23 @@ async fn row_text(b: &Browser, css: &str) -> String {
 }
 
 impl Browser {
+    /// Adds the k-th condition to group `g` with its "+ condition" button, clicking
+    /// again if a click went to a select's popup instead (it happens under load).
+    async fn add_condition(&self, g: usize, k: usize) {
+        let button = format!("#builder > fieldset.group:nth-of-type({g}) .add-condition");
+        let row = Browser::condition(g, k);
+        for _ in 0..5 {
+            self.click(&button).await;
+            for _ in 0..20 {
+                if !self.all(&row).await.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("no condition {k} in group {g}");
+    }
+
     async fn hook_errors(&self) {
         self.client.execute(ERROR_HOOK, vec![]).await.unwrap();
     }
@@ -1231,8 +1248,7 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
         .await;
 
         // A visit row reads as a sentence.
-        b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
-            .await;
+        b.add_condition(1, 2).await;
         let c12 = Browser::condition(1, 2);
         b.choose(&format!("{c12} select[id$='-type']"), "visit")
             .await;
@@ -1258,8 +1274,7 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
         .await;
 
         // "is not in segment …": among the saved segments.
-        b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
-            .await;
+        b.add_condition(1, 3).await;
         let c13 = Browser::condition(1, 3);
         b.choose(&format!("{c13} select[id$='-type']"), "segment")
             .await;
@@ -1273,8 +1288,7 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
         assert!(share.starts_with("of 400 contacts ("), "{share}");
         assert!(counted <= 400);
 
-        b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
-            .await;
+        b.add_condition(1, 4).await;
         let c14 = Browser::condition(1, 4);
         b.choose(&format!("{c14} select[id$='-field']"), "city")
             .await;
@@ -1293,8 +1307,7 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
         // The live count stays in view while editing, at the top and the bottom of a
         // long builder.
         for k in 5..=14 {
-            b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
-                .await;
+            b.add_condition(1, k).await;
             b.choose(
                 &format!("{} select[id$='-type']", Browser::condition(1, k)),
                 "segment",
@@ -1369,8 +1382,7 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
             .await
             .len();
         assert_eq!(offered, 1);
-        b.click("#builder > fieldset.group:nth-of-type(1) .add-condition")
-            .await;
+        b.add_condition(1, 2).await;
         let c12 = Browser::condition(1, 2);
         b.choose(&format!("{c12} select[id$='-type']"), "segment")
             .await;
