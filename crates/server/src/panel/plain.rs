@@ -319,7 +319,8 @@ mod tests {
         let said = sentence(&issues[0], &names);
         assert_eq!(said, want, "{rule} gave {:?}", issues[0]);
         assert!(!said.contains("rule."), "no path in {said}");
-        assert!(said.starts_with(|c: char| c.is_uppercase()) && said.ends_with('.'));
+        let first_letter = said.chars().find(|c| c.is_alphabetic());
+        assert!(first_letter.is_some_and(char::is_uppercase) && said.ends_with('.'));
     }
 
     #[test]
