@@ -296,10 +296,24 @@ impl Index {
     /// The most frequent values of a text field among live contacts (lowercased, as
     /// conditions compare them). Near-unique fields (e-mail, phone) have none.
     pub fn field_values(&self, field: &FieldRef, limit: usize) -> Vec<Counted> {
+        self.field_values_starting(field, "", limit)
+    }
+
+    /// [`Index::field_values`] among the values that start with `prefix` (any case): the
+    /// builder asks again as a value is typed, so a rare value is offered too. Reads the
+    /// column's dictionary, never the contacts.
+    pub fn field_values_starting(
+        &self,
+        field: &FieldRef,
+        prefix: &str,
+        limit: usize,
+    ) -> Vec<Counted> {
+        let prefix = prefix.to_lowercase();
         match self.fields.get(field).and_then(|f| f.text.as_ref()) {
             Some(TextColumn::Dict(d)) => top(
                 d.dict
                     .iter()
+                    .filter(|(_, s)| s.starts_with(&prefix))
                     .map(|(code, s)| (s.to_owned(), d.posting_count(code))),
                 limit,
             ),
@@ -310,6 +324,18 @@ impl Index {
     /// The most frequent text values of a custom event's property path among live
     /// events (lowercased); none for a path with too many distinct values.
     pub fn property_values(&self, event: &str, path: &str, limit: usize) -> Vec<Counted> {
+        self.property_values_starting(event, path, "", limit)
+    }
+
+    /// [`Index::property_values`] among the values that start with `prefix` (any case).
+    pub fn property_values_starting(
+        &self,
+        event: &str,
+        path: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Vec<Counted> {
+        let prefix = prefix.to_lowercase();
         let strings = &self.events.properties.strings;
         let tally = self
             .events
@@ -322,11 +348,29 @@ impl Index {
             Some(values) => top(
                 values
                     .iter()
-                    .map(|(code, n)| (strings.str(*code).to_owned(), u64::from(*n))),
+                    .map(|(code, n)| (strings.str(*code), u64::from(*n)))
+                    .filter(|(s, _)| s.starts_with(&prefix))
+                    .map(|(s, n)| (s.to_owned(), n)),
                 limit,
             ),
             None => Vec::new(),
         }
+    }
+
+    /// The most visited URL prefixes (scheme, host and first path segment) that contain
+    /// `text` (any case), from the visit tallies.
+    pub fn url_prefixes_containing(&self, text: &str, limit: usize) -> Vec<Counted> {
+        let text = text.to_lowercase();
+        let t = &self.tallies;
+        top(
+            t.prefix_visits
+                .iter()
+                .enumerate()
+                .map(|(p, n)| (t.prefixes.str(p as u32), *n))
+                .filter(|(s, _)| s.to_lowercase().contains(&text))
+                .map(|(s, n)| (s.to_owned(), n)),
+            limit,
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
-use segmentd_rules::rule::FieldRef;
+use segmentd_rules::rule::{FieldRef, SegmentId};
 
 use crate::Index;
 use crate::bits::Bits;
@@ -255,6 +255,23 @@ impl Index {
     /// says, by external id, after `after`.
     pub fn search(&self, query: &str, after: Option<&str>, limit: usize) -> Vec<i64> {
         self.page(&self.search_set(query).to_roaring(), after, limit)
+    }
+
+    /// The members of the saved segment `segment` that [`Index::search_set`] finds for
+    /// `query`: how many, and up to `limit` of them (store ids) by external id after
+    /// `after`. The search's set ANDed with the membership; no contact is read.
+    pub fn search_members(
+        &self,
+        segment: SegmentId,
+        query: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (u64, Vec<i64>) {
+        let Some(members) = self.membership(segment) else {
+            return (0, Vec::new());
+        };
+        let found = self.search_set(query).to_roaring() & members;
+        (found.len(), self.page(&found, after, limit))
     }
 
     /// The live contacts (store ids) whose e-mail address is `email`, ignoring case.

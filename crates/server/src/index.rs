@@ -72,12 +72,16 @@ pub struct Preview {
 /// Whose values [`Indexes::suggestions`] lists.
 #[derive(Debug, Clone)]
 pub enum ValuesOf {
-    /// A custom text field.
-    Field(String),
+    /// A custom text field's values starting with the second text.
+    Field(String, String),
+    /// A custom event's property values starting with `prefix`.
     Property {
         event: String,
         path: String,
+        prefix: String,
     },
+    /// Visited URL prefixes containing the text.
+    Url(String),
 }
 
 /// A campaign's audience as [`Indexes::audience`] computes it.
@@ -909,8 +913,15 @@ impl Indexes {
         let idx = self.of(account).await?;
         let of = of.clone();
         evaluate(idx, move |index| match of {
-            ValuesOf::Field(key) => index.field_values(&FieldRef::Custom(key), limit),
-            ValuesOf::Property { event, path } => index.property_values(&event, &path, limit),
+            ValuesOf::Field(key, prefix) => {
+                index.field_values_starting(&FieldRef::Custom(key), &prefix, limit)
+            }
+            ValuesOf::Property {
+                event,
+                path,
+                prefix,
+            } => index.property_values_starting(&event, &path, &prefix, limit),
+            ValuesOf::Url(text) => index.url_prefixes_containing(&text, limit),
         })
         .await
     }
@@ -931,6 +942,26 @@ impl Indexes {
         })
         .await?;
         Ok(self.store.contacts_by_ids(account.id, &ids).await?)
+    }
+
+    /// The members of a saved segment whose external id, e-mail, phone or a text field's
+    /// value starts with `query` (any case): how many, and a page of them by external id
+    /// after `after`. The search's bit set ANDed with the membership.
+    pub async fn search_members(
+        &self,
+        account: &Account,
+        segment: SegmentId,
+        query: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(u64, Vec<Contact>), IndexError> {
+        let idx = self.of(account).await?;
+        let (query, after) = (query.to_owned(), after.map(str::to_owned));
+        let (count, ids) = evaluate(idx, move |index| {
+            index.search_members(segment, &query, after.as_deref(), limit)
+        })
+        .await?;
+        Ok((count, self.store.contacts_by_ids(account.id, &ids).await?))
     }
 
     /// The contacts (store ids) with this e-mail address, any case.

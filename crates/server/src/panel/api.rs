@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use segmentd_engine::{Counted, ReachCounts};
 use segmentd_rules::explain::ExplainNode;
 use segmentd_rules::{Issue, Rule, SegmentId, parse_rule};
@@ -16,11 +17,12 @@ use serde_json::Value;
 
 use crate::api::fields::{FieldIn, FieldList, FieldOut};
 use crate::api::membership::{daily_history, existing};
-use crate::api::segments::{SegmentIn, SegmentList, SegmentOut, save_segment, segment_list};
+use crate::api::segments::{SegmentIn, SegmentList, save_segment, segment_list};
 use crate::catalog::load_catalog;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::index::ValuesOf;
+use crate::panel::plain::{self, Problem};
 use crate::panel::session::ApiSession;
 use crate::panel::words::{Names, describe};
 use crate::state::AppState;
@@ -42,9 +44,12 @@ pub async fn create_segment(
     State(state): State<AppState>,
     ApiSession(s): ApiSession,
     ApiJson(body): ApiJson<SegmentIn>,
-) -> Result<(StatusCode, Json<SegmentOut>), ApiError> {
-    let saved = save_segment(&state, &s.account, None, body).await?;
-    Ok((StatusCode::CREATED, Json(saved)))
+) -> Response {
+    let name = body.name.clone();
+    match save_segment(&state, &s.account, None, body).await {
+        Ok(saved) => (StatusCode::CREATED, Json(saved)).into_response(),
+        Err(e) => refused(&state, &s.account, e, &name).await,
+    }
 }
 
 pub async fn update_segment(
@@ -52,11 +57,67 @@ pub async fn update_segment(
     ApiSession(s): ApiSession,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SegmentIn>,
-) -> Result<Json<SegmentOut>, ApiError> {
-    let id = parse_id(&id)?;
-    Ok(Json(
-        save_segment(&state, &s.account, Some(id), body).await?,
-    ))
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let name = body.name.clone();
+    match save_segment(&state, &s.account, Some(id), body).await {
+        Ok(saved) => Json(saved).into_response(),
+        Err(e) => refused(&state, &s.account, e, &name).await,
+    }
+}
+
+/// The account's segment names, when a problem needs them.
+async fn segment_names(
+    state: &AppState,
+    account: &Account,
+    issues: &[Issue],
+) -> HashMap<SegmentId, String> {
+    if !plain::needs_names(issues) {
+        return HashMap::new();
+    }
+    match state.store.segments(account.id, None).await {
+        Ok(all) => all.into_iter().map(|s| (s.id, s.name)).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// A refused save in plain words: the draft's problems as sentences beside their
+/// conditions, a taken name with a link to the segment that has it.
+async fn refused(state: &AppState, account: &Account, e: ApiError, name: &str) -> Response {
+    match e {
+        ApiError::Validation(issues) => {
+            let names = segment_names(state, account, &issues).await;
+            plain::refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                plain::problems(&issues, &names),
+            )
+        }
+        ApiError::Conflict {
+            path: Some(path), ..
+        } if path == "name" => {
+            let wanted = name.trim().to_lowercase();
+            let existing = state
+                .store
+                .segments(account.id, Some(name.trim()))
+                .await
+                .ok()
+                .and_then(|found| {
+                    found
+                        .into_iter()
+                        .find(|seg| seg.name.to_lowercase() == wanted)
+                })
+                .map(|seg| plain::SegmentLink {
+                    id: seg.id,
+                    name: seg.name,
+                });
+            plain::name_taken(existing, name.trim())
+        }
+        other => plain::other(other),
+    }
 }
 
 pub async fn list_fields(
@@ -92,11 +153,14 @@ pub async fn delete_field(
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
     pub rule: Value,
+    /// The saved segment being edited, if any: a draft that refers back to it is a cycle.
+    #[serde(default)]
+    pub segment: Option<SegmentId>,
 }
 
-/// A draft's live count. An invalid draft is a normal answer while editing (200 with
-/// `valid: false` and the problems by path), not an error: the builder asks on every
-/// change.
+/// A draft's live count, with `total`, the account's live contacts (for the share). An
+/// invalid draft is a normal answer while editing (200 with `valid: false` and the
+/// problems by path, each in a sentence), not an error: the builder asks on every change.
 #[derive(Debug, Serialize)]
 pub struct PreviewOut {
     pub valid: bool,
@@ -104,8 +168,10 @@ pub struct PreviewOut {
     pub count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reachable: Option<ReachCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<Issue>,
+    pub errors: Vec<Problem>,
 }
 
 pub async fn preview(
@@ -115,22 +181,26 @@ pub async fn preview(
 ) -> Result<Json<PreviewOut>, ApiError> {
     let account = &s.account;
     let catalog = state.catalogs.get(state.store.as_ref(), account.id).await?;
-    let rule = match parse_rule(&body.rule, "rule", &catalog, None) {
+    let rule = match parse_rule(&body.rule, "rule", &catalog, body.segment) {
         Ok(rule) => rule,
-        Err(errors) => {
+        Err(issues) => {
+            let names = segment_names(&state, account, &issues).await;
             return Ok(Json(PreviewOut {
                 valid: false,
                 count: None,
                 reachable: None,
-                errors,
+                total: None,
+                errors: plain::problems(&issues, &names),
             }));
         }
     };
     let (count, reach) = state.index.count_with_reach(account, &rule).await?;
+    let total = state.index.contact_count(account).await?;
     Ok(Json(PreviewOut {
         valid: true,
         count: Some(count),
         reachable: Some(reach),
+        total: Some(total),
         errors: Vec::new(),
     }))
 }
@@ -203,27 +273,33 @@ pub struct ValuesOut {
 /// How many suggestions a value input gets.
 const SUGGESTIONS: usize = 20;
 
-/// The most frequent values of a text field (`?field=KEY`) or of a custom event's
-/// property (`?event=NAME&property=PATH`), for the builder's value inputs.
+/// The most frequent values of a text field (`?field=KEY`), of a custom event's property
+/// (`?event=NAME&property=PATH`), or the visited URL prefixes (`?url=`), for the
+/// builder's value inputs; `&prefix=` keeps those starting with what is typed (URLs:
+/// containing it). From the index's dictionaries and tallies, never from the contacts.
 pub async fn values(
     State(state): State<AppState>,
     ApiSession(s): ApiSession,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<ValuesOut>, ApiError> {
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
     let of = match (
         query.get("field"),
         query.get("event"),
         query.get("property"),
+        query.get("url"),
     ) {
-        (Some(field), None, None) => ValuesOf::Field(field.clone()),
-        (None, Some(event), Some(path)) => ValuesOf::Property {
+        (Some(field), None, None, None) => ValuesOf::Field(field.clone(), prefix),
+        (None, Some(event), Some(path), None) => ValuesOf::Property {
             event: event.clone(),
             path: path.clone(),
+            prefix,
         },
+        (None, None, None, Some(text)) => ValuesOf::Url(text.clone()),
         _ => {
             return Err(ApiError::validation(
                 "query",
-                "expected ?field=KEY or ?event=NAME&property=PATH",
+                "expected ?field=KEY, ?event=NAME&property=PATH or ?url=TEXT",
             ));
         }
     };

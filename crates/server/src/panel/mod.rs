@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod keys;
 pub mod numbers;
 pub mod pages;
+pub mod plain;
 pub mod session;
 pub mod words;
 

@@ -146,16 +146,16 @@ pub async fn segments(
             button type="submit" { "Search" }
         }
         p.muted id="segment-search-status" aria-live="polite" {}
-        div.table-wrap {
+        div.table-wrap.cards-on-phone {
             table id="segments" {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Description" } th scope="col" .num { "Contacts" } th scope="col" { span.sr { "Actions" } } } }
                 tbody {
                     @for (seg, count) in &rows {
                         @let hidden = !needle.is_empty() && !seg.name.to_lowercase().contains(&needle);
                         tr data-name=(seg.name.to_lowercase()) hidden[hidden] {
-                            td { a href={"/panel/segments/" (seg.id)} { (seg.name) } }
-                            td { (seg.description) }
-                            td.num data-count=(count) { (thousands(*count)) }
+                            td.name { a href={"/panel/segments/" (seg.id)} { (seg.name) } }
+                            td.description { (seg.description) }
+                            td.num data-count=(count) { (thousands(*count)) span.unit-on-phone { " contacts" } }
                             td.actions {
                                 a.button href={"/panel/segments/" (seg.id) "/members"} aria-label={"Show members of " (seg.name)} { "Show" }
                                 " "
@@ -194,10 +194,24 @@ fn not_found(s: &SignedIn, what: &str) -> Response {
 /// How many event names, campaigns and URL prefixes the builder lists at most.
 const CATALOG_LIMIT: usize = 500;
 
-/// The builder's data: the account's fields, and from the index the custom event names
-/// with their property paths, the campaigns and the visited URL prefixes.
-async fn builder_catalog(state: &AppState, s: &SignedIn) -> Result<serde_json::Value, ApiError> {
+/// The builder's data: the account's fields and saved segments, and from the index the
+/// custom event names with their property paths, the campaigns and the visited URL
+/// prefixes.
+async fn builder_catalog(
+    state: &AppState,
+    s: &SignedIn,
+    editing: Option<SegmentId>,
+) -> Result<serde_json::Value, ApiError> {
     let fields = state.store.fields(s.account.id).await?;
+    // The saved segments a condition can refer to (the one being edited cannot).
+    let segments: Vec<serde_json::Value> = state
+        .store
+        .segments(s.account.id, None)
+        .await?
+        .into_iter()
+        .filter(|seg| Some(seg.id) != editing)
+        .map(|seg| json!({"id": seg.id, "name": seg.name}))
+        .collect();
     let seen = state
         .index
         .builder_catalog(&s.account, CATALOG_LIMIT)
@@ -208,6 +222,7 @@ async fn builder_catalog(state: &AppState, s: &SignedIn) -> Result<serde_json::V
         "events": seen.events,
         "campaigns": seen.campaigns.iter().map(|c| c.value.as_str()).collect::<Vec<_>>(),
         "url_prefixes": seen.url_prefixes.iter().map(|u| u.value.as_str()).collect::<Vec<_>>(),
+        "segments": segments,
     }))
 }
 
@@ -228,7 +243,7 @@ pub async fn edit_segment(
 }
 
 async fn editor(state: &AppState, s: &SignedIn, seg: Option<Segment>) -> Response {
-    let catalog = match builder_catalog(state, s).await {
+    let catalog = match builder_catalog(state, s, seg.as_ref().map(|x| x.id)).await {
         Ok(c) => c,
         Err(e) => return internal(e),
     };
@@ -264,18 +279,24 @@ async fn editor(state: &AppState, s: &SignedIn, seg: Option<Segment>) -> Respons
                     div id="builder" {}
                     p.error id="rule-error" role="alert" {}
                 }
-                aside.live aria-labelledby="live-title" {
-                    h2 id="live-title" { "Live count" }
-                    p.big aria-live="polite" { span id="live-count" { "…" } " contacts" }
-                    ul.reach {
-                        li { "E-mail: " span id="reach-email" { "–" } }
-                        li { "SMS: " span id="reach-sms" { "–" } }
-                        li { "Push: " span id="reach-push" { "–" } }
+                // The live count: a sidebar that stays in view on a wide screen, a bar
+                // fixed to the bottom edge on a narrow one (panel.css).
+                aside.live id="live-bar" aria-labelledby="live-title" {
+                    div.live-figures {
+                        h2.sr id="live-title" { "Live count" }
+                        p.big aria-live="polite" { span id="live-count" { "…" } " " span.unit { "contacts" } }
+                        p.muted id="live-share" {}
+                        ul.reach aria-label="Reach per channel" {
+                            li { "E-mail " span id="reach-email" { "–" } }
+                            li { "SMS " span id="reach-sms" { "–" } }
+                            li { "Push " span id="reach-push" { "–" } }
+                        }
+                        p.muted id="live-status" {}
                     }
-                    p.muted id="live-status" {}
-                    button.primary type="submit" id="save-segment" { @if seg.is_some() { "Save" } @else { "Create" } }
-                    " "
-                    a href=(seg.as_ref().map(|x| format!("/panel/segments/{}", x.id)).unwrap_or_else(|| "/panel/segments".into())) { "Cancel" }
+                    div.live-actions {
+                        button.primary type="submit" id="save-segment" { @if seg.is_some() { "Save" } @else { "Create" } }
+                        a.button id="cancel-segment" href=(seg.as_ref().map(|x| format!("/panel/segments/{}", x.id)).unwrap_or_else(|| "/panel/segments".into())) { "Cancel" }
+                    }
                 }
             }
         }
@@ -326,15 +347,16 @@ pub async fn segment_page(
     };
     let body = html! {
         @if let Some(t) = toast { p.notice.toast role="status" id="toast" { (t) } }
-        div.title-row {
-            h1 { (seg.name) }
-            div {
-                a.button href={"/panel/segments/" (seg.id) "/members"} id="show-members" { "Show members" }
-                " "
-                a.button.primary href={"/panel/segments/" (seg.id) "/edit"} id="edit-segment" { "Edit" }
+        header.page-head {
+            div.title-row {
+                h1 { (seg.name) }
+                div.head-actions {
+                    a.button href={"/panel/segments/" (seg.id) "/members"} id="show-members" { "Show members" }
+                    a.button.primary href={"/panel/segments/" (seg.id) "/edit"} id="edit-segment" { "Edit" }
+                }
             }
+            @if !seg.description.is_empty() { p.description id="segment-description" { (seg.description) } }
         }
-        @if !seg.description.is_empty() { p.description { (seg.description) } }
         div.cards {
             section.card {
                 h2 { "Contacts" }
@@ -394,6 +416,8 @@ pub async fn members(
         Err(e) => return internal(e),
     };
     let after = paging(&q).ok().and_then(|(_, a)| a);
+    // A search within the segment: the index's search set ANDed with the membership.
+    let query = q.get("q").map(|x| x.trim().to_owned()).unwrap_or_default();
     let result: Result<_, ApiError> = async {
         let fields = state.store.fields(s.account.id).await?;
         let count = state
@@ -403,25 +427,44 @@ pub async fn members(
             .first()
             .copied()
             .unwrap_or(0);
-        let mut page = state
-            .index
-            .members(&s.account, seg.id, None, after.as_deref(), MEMBERS_PAGE + 1)
-            .await?;
+        let (found, mut page) = if query.is_empty() {
+            let page = state
+                .index
+                .members(&s.account, seg.id, None, after.as_deref(), MEMBERS_PAGE + 1)
+                .await?;
+            (count, page)
+        } else {
+            state
+                .index
+                .search_members(
+                    &s.account,
+                    seg.id,
+                    &query,
+                    after.as_deref(),
+                    MEMBERS_PAGE + 1,
+                )
+                .await?
+        };
         let next = (page.len() > MEMBERS_PAGE).then(|| {
             page.truncate(MEMBERS_PAGE);
             page.last().map(|c| cursor_for(&c.external_id))
         });
-        Ok((fields, count, page, next.flatten()))
+        Ok((fields, count, found, page, next.flatten()))
     }
     .await;
-    let (fields, count, page, next): (Vec<FieldDef>, u64, Vec<Contact>, Option<String>) =
-        match result {
-            Ok(x) => x,
-            Err(e) => return internal(e),
-        };
+    let (fields, count, found, page, next): (
+        Vec<FieldDef>,
+        u64,
+        u64,
+        Vec<Contact>,
+        Option<String>,
+    ) = match result {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
     // Pages are walked by cursor; the page number rides along in the links (`p`), only
     // to say where one is: a wrong one changes nothing but the label.
-    let pages = (count as usize).div_ceil(MEMBERS_PAGE).max(1) as u64;
+    let pages = (found as usize).div_ceil(MEMBERS_PAGE).max(1) as u64;
     let page_number = match after {
         None => 1,
         Some(_) => q
@@ -430,16 +473,38 @@ pub async fn members(
             .filter(|p| (2..=pages).contains(p))
             .unwrap_or(2),
     };
+    let base = format!("/panel/segments/{}/members", seg.id);
+    let with_query = |more: &str| match (query.is_empty(), more.is_empty()) {
+        (true, true) => base.clone(),
+        (true, false) => format!("{base}?{more}"),
+        (false, true) => format!("{base}?q={}", encode(&query)),
+        (false, false) => format!("{base}?q={}&{more}", encode(&query)),
+    };
+    let first_href = with_query("");
+    let next_href = next.map(|n| with_query(&format!("cursor={n}&p={}", page_number + 1)));
     let body = html! {
         div.title-row {
             h1 { "Members of " (seg.name) }
-            a.button href={"/panel/segments/" (seg.id)} { "Segment page" }
-            a.button id="members-csv" href={"/panel/segments/" (seg.id) "/members.csv"} download { "Download CSV" }
+            div.head-actions {
+                a.button href={"/panel/segments/" (seg.id)} { "Segment page" }
+                a.button id="members-csv" href={"/panel/segments/" (seg.id) "/members.csv"} download { "Download CSV" }
+            }
+        }
+        form.search role="search" method="get" action=(base) id="members-search" {
+            label for="members-q" { "Search the members by external id, e-mail or phone, from its start" }
+            input id="members-q" name="q" type="search" value=(query) autocomplete="off";
+            button type="submit" { "Search" }
+            @if !query.is_empty() { a href=(base) id="members-clear" { "Show all members" } }
         }
         p id="members-count" {
-            (thousands(count)) " contacts"
+            @if query.is_empty() {
+                (thousands(count)) " contacts"
+            } @else {
+                span id="members-found" { (thousands(found)) } " of " (thousands(count)) " contacts match \u{201c}" (query) "\u{201d}"
+            }
             @if pages > 1 { " · page " span id="page-number" { (thousands(page_number)) } " of " (thousands(pages)) }
         }
+        @if page.is_empty() && !query.is_empty() { p id="no-members" { "No member of this segment matches." } }
         div.table-wrap {
             table id="members" {
                 thead { tr {
@@ -459,8 +524,8 @@ pub async fn members(
             }
         }
         nav.pager aria-label="Pages" {
-            @if after.is_some() { a.button href={"/panel/segments/" (seg.id) "/members"} { "First page" } " " }
-            @if let Some(n) = next { a.button id="next-page" href={"/panel/segments/" (seg.id) "/members?cursor=" (n) "&p=" (page_number + 1)} { "Next page" } }
+            @if after.is_some() { a.button href=(first_href) { "First page" } " " }
+            @if let Some(n) = next_href { a.button id="next-page" href=(n) { "Next page" } }
         }
     };
     layout(&s, "members", &seg.name, "segments", body).into_response()

@@ -781,7 +781,7 @@ async fn the_live_preview_counts_and_reports_problems_by_path() {
         .unwrap();
     assert_eq!(
         r,
-        json!({"valid": true, "count": 2, "reachable": {"email": 1, "sms": 1, "push": 0}})
+        json!({"valid": true, "count": 2, "reachable": {"email": 1, "sms": 1, "push": 0}, "total": 2})
     );
     let r = app
         .api(
@@ -1043,7 +1043,7 @@ async fn builder_lists_suggestions_reach_and_search_follow_updates_and_deletions
     };
     assert_eq!(
         reach().await,
-        json!({"valid": true, "count": 3, "reachable": {"email": 1, "sms": 1, "push": 1}})
+        json!({"valid": true, "count": 3, "reachable": {"email": 1, "sms": 1, "push": 1}, "total": 3})
     );
     let found = |q: &'static str| async move {
         let html = get(format!(
@@ -1102,10 +1102,415 @@ async fn builder_lists_suggestions_reach_and_search_follow_updates_and_deletions
     );
     assert_eq!(
         reach().await,
-        json!({"valid": true, "count": 2, "reachable": {"email": 2, "sms": 0, "push": 1}})
+        json!({"valid": true, "count": 2, "reachable": {"email": 2, "sms": 0, "push": 1}, "total": 2})
     );
     assert_eq!(found("ann").await, Vec::<&str>::new());
     assert_eq!(found("war").await, ["cat"]);
     assert_eq!(found("kra").await, ["bob"]);
     assert_eq!(found("cat@").await, ["cat"]);
+}
+
+/// An account with `city` (text) and `age` (number), contacts `ann`, `bob`, `cat`, `dan`,
+/// a signed-in user and an API key.
+async fn small_account(app: &App) -> (Account, Session, String) {
+    let account = app.account_with_user("Acme", "ann@acme.test").await;
+    let key = segmentd::auth::issue_api_key(app.store.as_ref(), account.id)
+        .await
+        .unwrap();
+    for (key_, ty) in [("city", "text"), ("age", "number")] {
+        let r = app
+            .http
+            .post(format!("{}/api/v1/fields", app.base))
+            .bearer_auth(&key)
+            .json(&json!({"key": key_, "type": ty}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = app
+        .http
+        .post(format!("{}/api/v1/contacts", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"contacts": [
+            {"external_id": "ann", "email": "ann@shop.test", "phone": "+48 600 100 200", "fields": {"city": "Warsaw", "age": 30}},
+            {"external_id": "bob", "email": "bob@shop.test", "fields": {"city": "Wrocław", "age": 40}},
+            {"external_id": "cat", "email": "cat@other.test", "fields": {"city": "Warsaw", "age": 50}},
+            {"external_id": "dan", "phone": "+48 700 100 200", "fields": {"city": "Kraków"}}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let s = app.session("ann@acme.test").await;
+    (account, s, key)
+}
+
+#[tokio::test]
+async fn the_builder_is_told_each_problem_in_a_sentence_beside_its_condition() {
+    let app = spawn().await;
+    let (_, s, key) = small_account(&app).await;
+    // (draft, where the problem is, the sentence the builder shows)
+    let cases = [
+        (
+            json!({"field": "age", "op": "between", "value": [50, 20]}),
+            "rule.value",
+            "Low must be at most high.",
+        ),
+        (
+            json!({"all": [{"field": "age", "op": "equals", "value": ""}]}),
+            "rule.all[0].value",
+            "Enter a number.",
+        ),
+        (
+            json!({"any": [{"all": [{"field": "city", "op": "in", "value": []}]}]}),
+            "rule.any[0].all[0].value",
+            "Enter at least one value.",
+        ),
+        (
+            json!({"visit_url": {"op": "contains", "value": "/p"}, "op": "occurred", "within": {"last_days": 0}}),
+            "rule.within.last_days",
+            "Enter a number of days from 1 to 3650.",
+        ),
+        (
+            json!({"segment": 999, "op": "in"}),
+            "rule.segment",
+            "That segment no longer exists. Choose another one.",
+        ),
+    ];
+    for (rule, path, sentence) in cases {
+        let r = app
+            .api(
+                Method::POST,
+                "/panel/api/preview",
+                &s,
+                Some(json!({ "rule": rule })),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r: Value = r.json().await.unwrap();
+        assert_eq!(r["valid"], false, "{rule}");
+        assert_eq!(r["errors"][0]["path"], path, "{rule}");
+        assert_eq!(r["errors"][0]["message"], sentence, "{rule}");
+        // Saving says the same; the API keeps its own words (spec/api.md).
+        let saved = app
+            .api(
+                Method::POST,
+                "/panel/api/segments",
+                &s,
+                Some(json!({"name": "Draft", "rule": rule})),
+                None,
+            )
+            .await;
+        assert_eq!(saved.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let saved: Value = saved.json().await.unwrap();
+        assert_eq!(saved["error"]["details"][0]["message"], sentence);
+        assert_eq!(saved["error"]["message"], sentence);
+        let api: Value = app
+            .http
+            .post(format!("{}/api/v1/segments", app.base))
+            .bearer_auth(&key)
+            .json(&json!({"name": "Draft", "rule": rule}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(api["error"]["details"][0]["path"], path);
+        assert_ne!(api["error"]["details"][0]["message"], sentence);
+    }
+}
+
+#[tokio::test]
+async fn a_taken_name_is_refused_with_a_sentence_that_names_and_links_the_segment_that_has_it() {
+    let app = spawn().await;
+    let (_, s, _) = small_account(&app).await;
+    let create = |name: &'static str| {
+        app.api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": name, "rule": {"field": "city", "op": "has_value"}})),
+            None,
+        )
+    };
+    let first = create("Big Spenders").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let id = first.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    for taken in ["Big Spenders", "big spenders", "  BIG SPENDERS "] {
+        let r = app
+            .api(
+                Method::POST,
+                "/panel/api/segments",
+                &s,
+                Some(json!({"name": taken, "rule": {"field": "city", "op": "has_value"}})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{taken}");
+        let r: Value = r.json().await.unwrap();
+        let detail = &r["error"]["details"][0];
+        assert_eq!(detail["path"], "name");
+        assert_eq!(
+            detail["message"],
+            "A segment named \u{201c}Big Spenders\u{201d} already exists. Choose another name.",
+            "{taken}"
+        );
+        assert_eq!(detail["segment"], json!({"id": id, "name": "Big Spenders"}));
+    }
+}
+
+#[tokio::test]
+async fn a_segment_that_would_include_itself_is_refused_in_a_sentence_while_editing_and_saving() {
+    let app = spawn().await;
+    let (account, s, _) = small_account(&app).await;
+    let create = |name: &'static str, rule: Value| {
+        let r = app.api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": name, "rule": rule})),
+            None,
+        );
+        async move {
+            let r = r.await;
+            assert_eq!(r.status(), StatusCode::CREATED, "{name}");
+            r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        }
+    };
+    let warsaw = create(
+        "Warsaw",
+        json!({"field": "city", "op": "equals", "value": "Warsaw"}),
+    )
+    .await;
+    let older = create("Older Warsaw", json!({"all": [{"segment": warsaw, "op": "in"}, {"field": "age", "op": "greater_than", "value": 35}]})).await;
+    let oldest = create("Oldest Warsaw", json!({"segment": older, "op": "in"})).await;
+    // (Warsaw's new rule, the sentence)
+    let cases = [
+        (
+            json!({"segment": warsaw, "op": "in"}),
+            "A segment cannot include itself.".to_owned(),
+        ),
+        (
+            json!({"segment": older, "op": "not_in"}),
+            "\u{201c}Older Warsaw\u{201d} already includes this segment, so it cannot be used here: the two would go round in a circle.".to_owned(),
+        ),
+        (
+            json!({"any": [{"field": "city", "op": "has_value"}, {"segment": oldest, "op": "in"}]}),
+            "\u{201c}Oldest Warsaw\u{201d} already includes this segment (through \u{201c}Older Warsaw\u{201d}), so it cannot be used here: they would go round in a circle.".to_owned(),
+        ),
+    ];
+    for (rule, sentence) in cases {
+        let preview: Value = app
+            .api(
+                Method::POST,
+                "/panel/api/preview",
+                &s,
+                Some(json!({"rule": rule, "segment": warsaw})),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(preview["valid"], false, "{rule}");
+        assert_eq!(preview["errors"][0]["message"], sentence.as_str());
+        let r = app
+            .api(
+                Method::PUT,
+                &format!("/panel/api/segments/{warsaw}"),
+                &s,
+                Some(json!({"name": "Warsaw", "rule": rule})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let r: Value = r.json().await.unwrap();
+        assert_eq!(r["error"]["details"][0]["message"], sentence.as_str());
+    }
+    let kept = app
+        .store
+        .segment(account.id, warsaw)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.rule,
+        json!({"field": "city", "op": "equals", "value": "Warsaw"})
+    );
+    // The same reference is fine in another segment, and counts its members.
+    let preview: Value = app
+        .api(
+            Method::POST,
+            "/panel/api/preview",
+            &s,
+            Some(json!({"rule": {"segment": older, "op": "not_in"}})),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["valid"], true);
+    assert_eq!(preview["count"], 3, "all but cat (Warsaw, 50)");
+    assert_eq!(preview["total"], 4);
+    // The builder offers every saved segment but the one being edited.
+    let page = app
+        .req(
+            Method::GET,
+            &format!("/panel/segments/{warsaw}/edit"),
+            Some(&s),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let catalog: Value = serde_json::from_str(
+        page.split("id=\"builder-catalog\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        catalog["segments"],
+        json!([{"id": older, "name": "Older Warsaw"}, {"id": oldest, "name": "Oldest Warsaw"}])
+    );
+}
+
+#[tokio::test]
+async fn the_members_page_searches_within_the_segment_by_external_id_email_or_phone() {
+    let app = spawn().await;
+    let (_, s, _) = small_account(&app).await;
+    let r = app
+        .api(
+            Method::POST,
+            "/panel/api/segments",
+            &s,
+            Some(json!({"name": "Not Kraków", "rule": {"field": "city", "op": "not_equals", "value": "Kraków"}})),
+            None,
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // (query, the members found, the sentence above the table)
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("", &["ann", "bob", "cat"], "3 contacts"),
+        ("a", &["ann"], "1 of 3 contacts match \u{201c}a\u{201d}"),
+        ("SHOP", &[], "0 of 3 contacts match \u{201c}SHOP\u{201d}"),
+        (
+            "bob@",
+            &["bob"],
+            "1 of 3 contacts match \u{201c}bob@\u{201d}",
+        ),
+        (
+            "+48 600",
+            &["ann"],
+            "1 of 3 contacts match \u{201c}+48 600\u{201d}",
+        ),
+        // dan has the phone but is not a member.
+        ("+48 7", &[], "0 of 3 contacts match \u{201c}+48 7\u{201d}"),
+        (
+            "war",
+            &["ann", "cat"],
+            "2 of 3 contacts match \u{201c}war\u{201d}",
+        ),
+    ];
+    for (query, members, said) in cases {
+        let q: String = url_encode(query);
+        let html = app
+            .req(
+                Method::GET,
+                &format!("/panel/segments/{id}/members?q={q}"),
+                Some(&s),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let found: Vec<&str> = ["ann", "bob", "cat", "dan"]
+            .into_iter()
+            .filter(|e| html.contains(&format!("/panel/contact?id={e}\"")))
+            .collect();
+        assert_eq!(found, members, "{query:?}");
+        let count = html
+            .split("id=\"members-count\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .unwrap()
+            .replace("<span id=\"members-found\">", "")
+            .replace("</span>", "");
+        assert_eq!(count, said, "{query:?}");
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn value_suggestions_narrow_to_what_is_typed_for_fields_properties_and_urls() {
+    let app = spawn().await;
+    let (_, s, key) = small_account(&app).await;
+    let now = jiff::Timestamp::now().to_string();
+    let r = app
+        .http
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"events": [
+            {"type": "custom", "contact": "ann", "name": "purchase", "timestamp": now, "properties": {"category": "Shoes"}},
+            {"type": "custom", "contact": "bob", "name": "purchase", "timestamp": now, "properties": {"category": "Shirts"}},
+            {"type": "custom", "contact": "cat", "name": "purchase", "timestamp": now, "properties": {"category": "Hats"}},
+            {"type": "visit", "contact": "ann", "url": "https://shop.test/pricing?x=1", "timestamp": now},
+            {"type": "visit", "contact": "bob", "url": "https://shop.test/blog/a", "timestamp": now}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // (query, the values offered)
+    let cases = [
+        ("field=city&prefix=w", json!(["warsaw", "wrocław"])),
+        ("field=city&prefix=WR", json!(["wrocław"])),
+        ("field=city&prefix=x", json!([])),
+        (
+            "event=purchase&property=category&prefix=sh",
+            json!(["shirts", "shoes"]),
+        ),
+        (
+            "event=purchase&property=category",
+            json!(["hats", "shirts", "shoes"]),
+        ),
+        ("url=PRICING", json!(["https://shop.test/pricing"])),
+        (
+            "url=shop.test",
+            json!(["https://shop.test/blog", "https://shop.test/pricing"]),
+        ),
+    ];
+    for (query, want) in cases {
+        let r = app
+            .req(Method::GET, &format!("/panel/api/values?{query}"), Some(&s))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
+        let body: Value = r.json().await.unwrap();
+        let values: Vec<Value> = body["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["value"].clone())
+            .collect();
+        assert_eq!(Value::Array(values), want, "{query}");
+    }
 }

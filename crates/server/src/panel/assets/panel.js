@@ -101,19 +101,26 @@
   const BOOLEAN_OPS = [["is_true", "is true"], ["is_false", "is false"], ["has_value", "has a value"], ["has_no_value", "has no value"]];
   const OPS = { text: TEXT_OPS, number: NUMBER_OPS, date: DATE_OPS, boolean: BOOLEAN_OPS };
   const NO_VALUE = ["has_value", "has_no_value", "is_true", "is_false"];
-  const URL_OPS = [["", "any page"]].concat(TEXT_OPS.filter(([o]) => !NO_VALUE.includes(o)));
+  // A visit row reads as a sentence: "Visited" "a page whose URL contains" "/pricing"
+  // "at least" "1" "time" "in the last" "7" "days".
+  const URL_OPS = [["", "any page"]].concat(TEXT_OPS.filter(([o]) => !NO_VALUE.includes(o))
+    .map(([o, text]) => [o, "a page whose URL " + text]));
+  const WINDOWS = [["any", "at any time"], ["last_days", "in the last"], ["since", "since"],
+    ["before", "before"], ["between", "between"]];
+  // Text and number tests of a property; the value input's type shows which is which.
   const PROP_OPS = [
-    ["equals", "equals (text)"], ["not_equals", "does not equal (text)"], ["contains", "contains"],
+    ["equals", "equals"], ["not_equals", "does not equal"], ["contains", "contains"],
     ["not_contains", "does not contain"], ["starts_with", "starts with"], ["ends_with", "ends with"],
     ["in", "is one of"], ["not_in", "is none of"],
-    ["n_equals", "= (number)"], ["n_not_equals", "≠ (number)"], ["greater_than", ">"], ["greater_or_equal", "≥"],
-    ["less_than", "<"], ["less_or_equal", "≤"], ["between", "between (numbers)"],
+    ["n_equals", "="], ["n_not_equals", "≠"], ["greater_than", ">"], ["greater_or_equal", "≥"],
+    ["less_than", "<"], ["less_or_equal", "≤"], ["between", "between"],
     ["has_value", "has a value"], ["has_no_value", "has no value"], ["is_true", "is true"], ["is_false", "is false"],
   ];
   const SYSTEM_EVENTS = [["MailOpen", "opened an e-mail (MailOpen)"], ["MailClick", "clicked in an e-mail (MailClick)"],
     ["SmsClick", "clicked in an SMS (SmsClick)"], ["PushClick", "clicked a push (PushClick)"]];
   const DATA_TYPES = [["field", "Custom field"], ["visit", "Website visit"], ["system", "System event"],
-    ["custom", "Customer event"], ["json", "Rule JSON (advanced)"]];
+    ["custom", "Customer event"], ["segment", "Segment membership"], ["json", "Rule JSON (advanced)"]];
+  const MEMBER_OPS = [["in", "is in segment"], ["not_in", "is not in segment"]];
 
   let uidCounter = 0;
   const uid = () => "c" + (++uidCounter);
@@ -126,9 +133,12 @@
       c.value = ""; c.value2 = ""; c.mode = "date"; c.mode2 = "date";
     } else if (c.type === "json") {
       c.text = "";
+    } else if (c.type === "segment") {
+      c.member = "in";
+      c.segment = catalog.segments && catalog.segments.length ? String(catalog.segments[0].id) : "";
     } else {
       c.occ = "occurred"; c.window = "last_days"; c.days = "30"; c.from = ""; c.to = "";
-      c.min = ""; c.max = "";
+      c.min = "1"; c.max = "";
       if (c.type === "system") { c.event = "MailOpen"; c.campaign = ""; }
       if (c.type === "custom") { c.name = catalog.event_names[0] || ""; c.props = []; }
       if (c.type === "visit") { c.urlOp = ""; c.url = ""; }
@@ -169,6 +179,7 @@
     if (c.type === "json") {
       try { return JSON.parse(c.text); } catch (e) { return c.text; }
     }
+    if (c.type === "segment") return { segment: num(c.segment), op: c.member };
     if (c.type === "field") {
       const t = { field: c.field, op: c.op };
       const ty = fieldType(state.catalog, c.field);
@@ -197,7 +208,8 @@
     else if (c.window === "before") t.within = { before: ts(c.to) };
     else if (c.window === "between") t.within = { between: [ts(c.from), ts(c.to)] };
     if (c.occ === "occurred") {
-      if (String(c.min).trim() !== "") t.min_count = num(c.min);
+      // At least once is what "occurred" means: 1 is not written out.
+      if (String(c.min).trim() !== "" && num(c.min) !== 1) t.min_count = num(c.min);
       if (String(c.max).trim() !== "") t.max_count = num(c.max);
     }
     if (c.type === "system" && c.campaign.trim() !== "") t.campaign = c.campaign.trim();
@@ -280,6 +292,12 @@
       else if (v !== undefined) c.value = String(v);
       return c;
     }
+    if (r && typeof r === "object" && "segment" in r && (r.op === "in" || r.op === "not_in") &&
+        Object.keys(r).length === 2 && Number.isInteger(r.segment)) {
+      const c = newCondition("segment", cat);
+      c.member = r.op; c.segment = String(r.segment);
+      return c;
+    }
     const behaviour = r && typeof r === "object" && !("segment" in r) && !("not" in r) &&
       ("system_event" in r || "custom_event" in r || "visit_url" in r || r.op === "occurred" || r.op === "not_occurred");
     if (!behaviour) {
@@ -296,7 +314,7 @@
     else if (w && "since" in w) { c.window = "since"; c.from = day(w.since); }
     else if (w && "before" in w) { c.window = "before"; c.to = day(w.before); }
     else if (w && "between" in w) { c.window = "between"; c.from = day(w.between[0]); c.to = day(w.between[1]); }
-    c.min = r.min_count != null ? String(r.min_count) : "";
+    c.min = r.min_count != null ? String(r.min_count) : "1";
     c.max = r.max_count != null ? String(r.max_count) : "";
     if (type === "system") { c.event = r.system_event; c.campaign = r.campaign || ""; }
     if (type === "custom") {
@@ -342,7 +360,10 @@
 
   // ----- rendering -------------------------------------------------------------------
 
-  const state = { catalog: null, groups: [], joins: [], errors: {}, segment: null };
+  // `touched`: the conditions (and groups) left once, by uid; `submitted`: Save was
+  // pressed. Problems show only for those (never on an untouched form).
+  const state = { catalog: null, groups: [], joins: [], errors: {}, segment: null,
+    touched: new Set(), submitted: false, problems: [], paths: [] };
 
   function select(id, label, options, value, onchange, cls) {
     return [
@@ -373,6 +394,28 @@
   }
   function datalist(listId, values) {
     return el("datalist", { id: listId }, values.map((v) => el("option", { value: v })));
+  }
+  // As a value is typed, its list is asked again for the values starting with (URLs:
+  // containing) what is typed, so that rare values are offered too (from the index).
+  function typed(url, listId) {
+    let timer = null;
+    return (e) => {
+      const text = e.target.value;
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const list = document.getElementById(listId);
+        if (!list || !text.trim()) return;
+        const r = await call("GET", url + encodeURIComponent(text.trim()));
+        if (r.status !== 200 || !r.body) return;
+        const known = new Set(r.body.values.map((v) => v.value));
+        for (const o of Array.from(list.options)) if (!known.has(o.value)) o.remove();
+        const have = new Set(Array.from(list.options).map((o) => o.value));
+        for (const v of r.body.values) if (!have.has(v.value)) list.append(el("option", { value: v.value }));
+      }, 200);
+    };
+  }
+  function both(a, b) {
+    return (e) => { a(e); b(e); };
   }
   function eventInfo(name) {
     return (state.catalog.events || []).find((e) => e.name === name);
@@ -418,16 +461,23 @@
     }
     if (ty === "text" && c.field !== "email" && c.field !== "phone") {
       const dl = id + "-suggest";
-      return input(id + "-value", "Value", "text", c.value, set("value"), { list: dl })
-        .concat([suggestions(dl, "/panel/api/values?field=" + encodeURIComponent(c.field))]);
+      const url = "/panel/api/values?field=" + encodeURIComponent(c.field);
+      return input(id + "-value", "Value", "text", c.value, both(set("value"), typed(url + "&prefix=", dl)), { list: dl })
+        .concat([suggestions(dl, url)]);
     }
     return input(id + "-value", "Value", "text", c.value, set("value"));
   }
 
+  // An event row in the order of a sentence: what happened (or not), how many times,
+  // when. "Visited a page whose URL contains /pricing at least 1 time in the last 7 days".
   function behaviourControls(c) {
     const id = c.uid;
     const set = (k, structural) => (e) => { c[k] = e.target.value; changed(structural); };
     const parts = [];
+    const occ = c.type === "visit"
+      ? [["occurred", "Visited"], ["not_occurred", "Did not visit"]]
+      : [["occurred", "occurred"], ["not_occurred", "did not occur"]];
+    const occSelect = select(id + "-occ", "Occurred or not", occ, c.occ, set("occ", true), "occ");
     if (c.type === "system") parts.push(...select(id + "-event", "System event", SYSTEM_EVENTS, c.event, set("event")));
     if (c.type === "custom") {
       const dl = id + "-names";
@@ -436,28 +486,34 @@
         el("datalist", { id: dl }, state.catalog.event_names.map((n) => el("option", { value: n }))));
     }
     if (c.type === "visit") {
+      parts.push(...occSelect);
       parts.push(...select(id + "-urlop", "Page URL", URL_OPS, c.urlOp, set("urlOp", true)));
       if (c.urlOp === "in" || c.urlOp === "not_in") {
         parts.push(el("label", { for: id + "-url", class: "sr" }, "URLs, one per line"),
           el("textarea", { id: id + "-url", rows: 2, oninput: set("url") }, c.url));
       } else if (c.urlOp) {
-        parts.push(...input(id + "-url", "URL text", "text", c.url, set("url"), { list: id + "-urls" }),
-          datalist(id + "-urls", state.catalog.url_prefixes || []));
+        const dl = id + "-urls";
+        parts.push(...input(id + "-url", "URL text", "text", c.url,
+          both(set("url"), typed("/panel/api/values?url=", dl)), { list: dl }),
+        datalist(dl, state.catalog.url_prefixes || []));
       }
+    } else parts.push(...occSelect);
+    if (c.occ === "occurred") {
+      const unit = el("span", { class: "unit", id: id + "-times" }, String(c.min).trim() === "1" ? "time" : "times");
+      parts.push(el("label", { for: id + "-min" }, "at least"),
+        el("input", { id: id + "-min", type: "number", min: 1, step: 1, class: "short", value: c.min, placeholder: "1",
+          oninput: (e) => { c.min = e.target.value; unit.textContent = e.target.value.trim() === "1" ? "time" : "times"; changed(false); } }),
+        unit);
     }
-    parts.push(...select(id + "-occ", "Occurred or not", [["occurred", "occurred"], ["not_occurred", "did not occur"]], c.occ, set("occ", true)));
-    parts.push(...select(id + "-window", "When", [["any", "at any time"], ["last_days", "in the last … days"],
-      ["since", "since"], ["before", "before"], ["between", "between"]], c.window, set("window", true)));
+    parts.push(...select(id + "-window", "When", WINDOWS, c.window, set("window", true)));
     if (c.window === "last_days") parts.push(...input(id + "-days", "Number of days", "number", c.days, set("days"), { min: 1, max: 3650, step: 1 }), el("span", { class: "unit" }, "days"));
     if (c.window === "since" || c.window === "between") parts.push(...input(id + "-from", "From date", "date", c.from, set("from")));
     if (c.window === "between") parts.push(el("span", { class: "and" }, "and"));
     if (c.window === "before" || c.window === "between") parts.push(...input(id + "-to", "Until date", "date", c.to, set("to")));
-    const rows = [el("div", { class: "controls" }, parts)];
+    const rows = [el("div", { class: "controls sentence" }, parts)];
     const more = [];
     if (c.occ === "occurred") {
-      more.push(el("label", { for: id + "-min" }, "at least"),
-        el("input", { id: id + "-min", type: "number", min: 1, step: 1, class: "short", value: c.min, placeholder: "1", oninput: set("min") }),
-        el("label", { for: id + "-max" }, "at most"),
+      more.push(el("label", { for: id + "-max" }, "and at most"),
         el("input", { id: id + "-max", type: "number", min: 1, step: 1, class: "short", value: c.max, placeholder: "any", oninput: set("max") }),
         el("span", { class: "unit" }, "times"));
     }
@@ -480,8 +536,10 @@
           else {
             const numeric = p.op.startsWith("n_") || ["greater_than", "greater_or_equal", "less_than", "less_or_equal", "between"].includes(op);
             const hint = !numeric && c.name && p.path ? { list: pid + "-suggest" } : {};
-            pv.push(...input(pid + "-v", "Property value", numeric ? "number" : "text", p.value, pset("value"), Object.assign({ step: "any" }, hint)));
-            if (hint.list) pv.push(suggestions(hint.list, "/panel/api/values?event=" + encodeURIComponent(c.name) + "&property=" + encodeURIComponent(p.path)));
+            const url = "/panel/api/values?event=" + encodeURIComponent(c.name) + "&property=" + encodeURIComponent(p.path);
+            const onin = hint.list ? both(pset("value"), typed(url + "&prefix=", hint.list)) : pset("value");
+            pv.push(...input(pid + "-v", "Property value", numeric ? "number" : "text", p.value, onin, Object.assign({ step: "any" }, hint)));
+            if (hint.list) pv.push(suggestions(hint.list, url));
           }
           if (op === "between") pv.push(el("span", { class: "and" }, "and"), ...input(pid + "-v2", "Property value to", "number", p.value2, pset("value2"), { step: "any" }));
         }
@@ -512,7 +570,7 @@
     ];
     let body = [];
     if (c.type === "field") {
-      const fields = [["email", "E-mail"], ["phone", "Phone"]].concat(state.catalog.fields.map((f) => [f.key, f.label + " (" + f.type + ")"]));
+      const fields = [["email", "E-mail"], ["phone", "Phone"]].concat(state.catalog.fields.map((f) => [f.key, f.label]));
       head.push(...select(id + "-field", "Field", fields, c.field, (e) => {
         c.field = e.target.value; c.op = OPS[fieldType(state.catalog, c.field)][0][0]; c.value = ""; c.value2 = "";
         changed(true);
@@ -521,6 +579,11 @@
         c.op = e.target.value; changed(true);
       }));
       head.push(...fieldValueInputs(c));
+    } else if (c.type === "segment") {
+      const segs = (state.catalog.segments || []).map((x) => [String(x.id), x.name]);
+      head.push(...select(id + "-member", "In or not in", MEMBER_OPS, c.member, (e) => { c.member = e.target.value; changed(false); }));
+      head.push(...select(id + "-segment", "Segment", [["", "choose a segment…"]].concat(segs), c.segment,
+        (e) => { c.segment = e.target.value; changed(false); }, "segment"));
     } else if (c.type === "json") {
       body = [el("label", { for: id + "-json", class: "sr" }, "Rule JSON"),
         el("textarea", { id: id + "-json", rows: 2, class: "json", oninput: (e) => { c.text = e.target.value; changed(false); } }, c.text)];
@@ -537,12 +600,12 @@
     ]);
   }
 
-  function groupView(g, removable, onremove, depth) {
+  function groupView(g, removable, onremove, depth, number) {
     const id = g.uid;
     const items = el("ul", { class: "items" });
     g.items.forEach((it, k) => {
       items.append(it.kind === "group"
-        ? el("li", { class: "nested" }, groupView(it, true, () => { g.items.splice(k, 1); changed(true); }, depth + 1))
+        ? el("li", { class: "nested" }, groupView(it, true, () => { g.items.splice(k, 1); changed(true); }, depth + 1, 0))
         : conditionView(it, g, k));
     });
     const addButtons = [
@@ -553,6 +616,7 @@
     }
     return el("fieldset", { class: "group", "data-uid": id }, [
       el("legend", {}, [
+        number ? el("span", { class: "group-name" }, "Segment " + number) : null,
         el("span", {}, "Contacts matching "),
         ...select(id + "-match", "Group matches", [["all", "all"], ["any", "any"]], g.match, (e) => { g.match = e.target.value; changed(true); }, "match"),
         el("span", {}, " of these conditions"),
@@ -564,10 +628,14 @@
     ]);
   }
 
+  // While the builder is rebuilt its focused element goes: that is no "leaving".
+  let rendering = false;
   function render() {
     const root = $("#builder");
     const focused = document.activeElement && document.activeElement.id;
+    rendering = true;
     root.replaceChildren();
+    rendering = false;
     state.groups.forEach((g, i) => {
       if (i > 0) {
         const jid = "join-" + i;
@@ -578,7 +646,7 @@
         state.groups.splice(i, 1);
         state.joins.splice(Math.max(0, i - 1), 1);
         changed(true);
-      }, 0));
+      }, 0, i + 1));
     });
     root.append(el("button", { type: "button", class: "button", id: "add-group", onclick: () => {
       state.groups.push(newGroup(state.catalog)); state.joins.push("and"); changed(true);
@@ -591,13 +659,26 @@
 
   // ----- errors beside their condition ------------------------------------------------
 
+  // The server's problems come as sentences with the JSON path of what they concern;
+  // each is put beside its condition (the deepest one whose path holds it). A problem
+  // shows once its condition was left (blur) or Save pressed, never on an untouched form.
   function placeErrors(details, paths) {
+    state.problems = details || [];
+    state.paths = paths;
+    showErrors();
+  }
+
+  function showErrors() {
+    const paths = state.paths;
+    const shown = (uid) => state.submitted || state.touched.has(uid);
     state.errors = {};
     const general = [];
-    for (const d of details || []) {
+    clearNameErrors();
+    for (const d of state.problems) {
       if (d.path === "name" || d.path === "description") {
+        if (!state.submitted) continue;
         const t = $("#seg-" + d.path + "-error");
-        t.textContent = d.message;
+        t.replaceChildren(...problemText(d));
         $("#seg-" + d.path).setAttribute("aria-invalid", "true");
         continue;
       }
@@ -607,10 +688,10 @@
         if (under && (!best || p.length > best[0].length)) best = [p, id];
       }
       if (best) {
-        const rest = d.path.slice(best[0].length).replace(/^\./, "");
-        const msg = (rest ? rest + ": " : "") + d.message;
-        state.errors[best[1]] = state.errors[best[1]] ? state.errors[best[1]] + "; " + msg : msg;
-      } else general.push(d.path + ": " + d.message);
+        if (!shown(best[1])) continue;
+        const prev = state.errors[best[1]];
+        if (!prev || !prev.includes(d.message)) state.errors[best[1]] = prev ? prev + " " + d.message : d.message;
+      } else if (state.submitted) general.push(d.message);
     }
     for (const e of $$("#builder .error")) e.textContent = "";
     for (const e of $$("#builder [aria-invalid]")) e.removeAttribute("aria-invalid");
@@ -622,7 +703,16 @@
         if (box) box.setAttribute("aria-invalid", "true");
       }
     }
-    $("#rule-error").textContent = general.join("; ");
+    $("#rule-error").textContent = general.join(" ");
+  }
+
+  // A problem's sentence; the duplicate name's links to the segment that has it.
+  function problemText(d) {
+    if (d.segment && d.path === "name") {
+      return ["A segment named ", el("a", { href: "/panel/segments/" + d.segment.id, id: "taken-name" }, d.segment.name),
+        " already exists. Choose another name."];
+    }
+    return [d.message];
   }
 
   function clearNameErrors() {
@@ -630,6 +720,22 @@
       $("#seg-" + f + "-error").textContent = "";
       $("#seg-" + f).removeAttribute("aria-invalid");
     }
+  }
+
+  function nameProblem() {
+    if ($("#seg-name").value.trim()) return false;
+    $("#seg-name-error").textContent = "Enter a name for the segment.";
+    $("#seg-name").setAttribute("aria-invalid", "true");
+    return true;
+  }
+
+  // "of 3,000 contacts (39%)": whole percents when exact, else one decimal (numbers.rs).
+  function share(count, total) {
+    const n = new Intl.NumberFormat("en");
+    if (!total) return "of " + n.format(total || 0) + " contacts";
+    const tenths = Math.round((count * 1000) / total);
+    const pct = tenths % 10 === 0 ? String(tenths / 10) : (tenths / 10).toFixed(1);
+    return "of " + n.format(total) + " contacts (" + pct + "%)";
   }
 
   // ----- live count ---------------------------------------------------------------
@@ -642,7 +748,7 @@
     const paths = [];
     const rule = ruleJson(paths);
     $("#live-status").textContent = "Counting…";
-    const r = await call("POST", "/panel/api/preview", { rule });
+    const r = await call("POST", "/panel/api/preview", { rule, segment: state.segment ? state.segment.id : undefined });
     if (seq !== previewSeq) return;
     $("#live-count").removeAttribute("aria-busy");
     const b = r.body || {};
@@ -653,11 +759,13 @@
       $("#reach-email").textContent = n.format(b.reachable.email);
       $("#reach-sms").textContent = n.format(b.reachable.sms);
       $("#reach-push").textContent = n.format(b.reachable.push);
+      $("#live-share").textContent = share(b.count, b.total);
       $("#live-status").textContent = "";
       placeErrors([], paths);
     } else {
       $("#live-count").textContent = "–";
       for (const k of ["email", "sms", "push"]) $("#reach-" + k).textContent = "–";
+      $("#live-share").textContent = "";
       $("#live-status").textContent = "Complete the conditions to see the count.";
       placeErrors(b.errors || (b.error && b.error.details) || [], paths);
     }
@@ -665,11 +773,10 @@
 
   async function save(e) {
     e.preventDefault();
-    clearNameErrors();
+    state.submitted = true;
+    showErrors();
     const name = $("#seg-name").value;
-    if (!name.trim()) {
-      $("#seg-name-error").textContent = "A group name is required.";
-      $("#seg-name").setAttribute("aria-invalid", "true");
+    if (nameProblem()) {
       $("#seg-name").focus();
       return;
     }
@@ -685,7 +792,7 @@
       window.location.assign("/panel/segments/" + r.body.id + (r.status === 201 ? "?done=created" : "?done=saved"));
       return;
     }
-    const err = (r.body && r.body.error) || { message: "Saving failed (" + r.status + ")", details: [] };
+    const err = (r.body && r.body.error) || { message: "Saving failed (" + r.status + "). Try again.", details: [] };
     placeErrors(err.details.length ? err.details : [{ path: "rule", message: err.message }], paths);
     const first = $('[aria-invalid="true"]');
     if (first) {
@@ -707,6 +814,15 @@
     render();
     $("#segment-form").addEventListener("submit", save);
     $("#seg-name").addEventListener("input", clearNameErrors);
+    $("#seg-name").addEventListener("blur", nameProblem);
+    // Leaving a condition shows its problems (if any).
+    $("#builder").addEventListener("focusout", (e) => {
+      if (rendering) return;
+      for (let box = e.target.closest("[data-uid]"); box; box = box.parentElement && box.parentElement.closest("[data-uid]")) {
+        state.touched.add(box.dataset.uid);
+      }
+      showErrors();
+    });
     $("#live-count").setAttribute("aria-busy", "true");
     runPreview();
   }
