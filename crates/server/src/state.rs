@@ -35,4 +35,9 @@ pub struct AppState {
     /// Password hashes computed at once (each costs tens of milliseconds of a core): a
     /// burst of sign-ins waits here instead of taking every core.
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// Where CSV imports keep their uploads and rejected rows.
+    pub imports: Arc<crate::imports::ImportFiles>,
+    /// Each segment's membership computed for past days (the growth chart's days
+    /// before its change log), kept until its rule changes or backdated data arrives.
+    pub computed_history: Arc<crate::history::ComputedHistory>,
 }

@@ -7,6 +7,9 @@
 //! - [`paths`]: `bench paths`, every path a person takes through the panel and the API
 //!   (builder, live count, lists, pages, search, explain, campaigns, restart, memory, reads
 //!   under a write load), each figure next to its target.
+//! - [`import`]: `bench import`, a generated CSV of contacts imported through
+//!   `/api/v1/imports`, its time, rows/s and peak memory, then a new segment's 90-day
+//!   history computed from the data.
 //! - [`send`]: `bench send`, an e-mail campaign to every contact delivered to a local
 //!   SMTP [`sink`], and the messages/s it reached.
 //!
@@ -18,6 +21,7 @@
 //! readers beside a writer; [`report`] prints the tables.
 
 pub mod data;
+pub mod import;
 pub mod ingest;
 pub mod mixed;
 pub mod panel;

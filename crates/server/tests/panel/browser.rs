@@ -905,3 +905,5 @@ async fn the_tracking_script_turns_page_views_after_a_campaign_click_into_visits
     b.shot("13-phone-campaign-stats").await;
     b.client.close().await.unwrap();
 }
+
+mod data_pages;
