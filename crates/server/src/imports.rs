@@ -681,8 +681,6 @@ pub async fn preview(
     import: &Import,
     mapping: &MappingIn,
 ) -> Result<PreviewOut, ApiError> {
-    let existing = state.store.fields(account.id).await?;
-    let resolved = resolve(&import.columns, &existing, mapping)?;
     let path = state.imports.upload(import.id);
     if import.status != ImportStatus::Uploaded || !path.exists() {
         return Err(ApiError::Conflict {
@@ -694,6 +692,8 @@ pub async fn preview(
             path: None,
         });
     }
+    let existing = state.store.fields(account.id).await?;
+    let resolved = resolve(&import.columns, &existing, mapping)?;
     let mapping_out = resolved.describe();
     let rows = tokio::task::spawn_blocking(move || -> Result<Vec<PreviewRow>, ApiError> {
         let mut r = reader(&path).map_err(ApiError::internal)?;
@@ -740,6 +740,17 @@ pub async fn preview(
     })
 }
 
+fn already_started(import: &Import) -> ApiError {
+    ApiError::Conflict {
+        message: format!(
+            "import {} has already been started (it is {})",
+            import.id,
+            import.status.as_str()
+        ),
+        path: None,
+    }
+}
+
 /// Checks the mapping, declares new fields and starts the import in the background.
 pub async fn start(
     state: &AppState,
@@ -747,21 +758,19 @@ pub async fn start(
     import: &Import,
     mapping: &MappingIn,
 ) -> Result<Import, ApiError> {
+    let path = state.imports.upload(import.id);
+    if import.status != ImportStatus::Uploaded || !path.exists() {
+        return Err(already_started(import));
+    }
     let existing = state.store.fields(account.id).await?;
     let resolved = resolve(&import.columns, &existing, mapping)?;
-    let path = state.imports.upload(import.id);
     let described = serde_json::to_value(resolved.describe()).map_err(ApiError::internal)?;
-    if import.status != ImportStatus::Uploaded
-        || !path.exists()
-        || !state
-            .store
-            .start_import(account.id, import.id, &described)
-            .await?
+    if !state
+        .store
+        .start_import(account.id, import.id, &described)
+        .await?
     {
-        return Err(ApiError::Conflict {
-            message: format!("import {} has already been started", import.id),
-            path: None,
-        });
+        return Err(already_started(import));
     }
     for field in &resolved.new_fields {
         if let Err(e) = crate::writes::create_field(state, account, field).await {
