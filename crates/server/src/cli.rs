@@ -210,6 +210,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         mixed_seconds: u64,
     },
+    /// Generate a CSV of --rows contacts (1 in 200 with a bad value), import it through
+    /// `POST /api/v1/imports` into a fresh account, and print the time, rows/s and the
+    /// process's peak memory; then post --events e-mail opens over the last 120 days and
+    /// time a new segment's 90-day history computed from them.
+    Import {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
     /// Load contacts with e-mail addresses through the HTTP API, save a segment of them
     /// all, send it an e-mail campaign (personalised, links tracked) over plain SMTP to
     /// an SMTP sink in this process that accepts at once, and print messages/s, the
@@ -515,6 +527,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 lease_ms,
             };
             print!("{}", crate::bench::cluster::run_cluster(&bench).await?);
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Import {
+                    settings,
+                    rows,
+                    events,
+                },
+        } => {
+            let mut settings = Settings::resolve(&settings)?;
+            settings.listen = "127.0.0.1:0".parse()?;
+            if settings.uses_data_dir() {
+                std::fs::create_dir_all(&settings.data_dir)?;
+            }
+            let bench = crate::bench::import::ImportBench { rows, events };
+            crate::bench::import::run_import(&settings, &bench).await?;
         }
         Command::Bench {
             command: BenchCommand::Send { settings, contacts },

@@ -12,6 +12,8 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod guard;
+pub mod history;
+pub mod imports;
 pub mod index;
 pub mod listener;
 pub mod panel;

@@ -81,13 +81,17 @@ impl Application {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
         let store = segmentd_store::open(&settings.database_url()).await?;
-        Self::with_options(
+        let mut app = Self::with_options(
             store,
             settings.listen,
             settings.delivery.clone(),
             Some(settings.data_dir.join("index")),
         )
-        .await
+        .await?;
+        app.state.imports = Arc::new(crate::imports::ImportFiles::new(Some(
+            settings.data_dir.join("imports"),
+        ))?);
+        Ok(app)
     }
 
     pub async fn with_store(store: Arc<dyn Store>, listen: SocketAddr) -> anyhow::Result<Self> {
@@ -119,6 +123,21 @@ impl Application {
         if saves {
             tokio::spawn(snapshot_every(index.clone(), SNAPSHOT_CHECK));
         }
+        // Uploads in a temporary directory of this app's own; `build` puts them under
+        // the data directory.
+        let imports = crate::imports::ImportFiles::new(None)?;
+        let interrupted = store
+            .interrupt_imports(
+                "the server stopped while the import ran; the batches stored before stay",
+                clock.now(),
+            )
+            .await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "imports left running by the last process failed"
+            );
+        }
         let listener = TcpListener::bind(listen).await?;
         if delivery.public_url.is_none() {
             delivery.public_url = Some(format!("http://{}", listener.local_addr()?));
@@ -133,6 +152,8 @@ impl Application {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             cluster: None,
+            imports: Arc::new(imports),
+            computed_history: Arc::default(),
         };
         if state.campaigns.settings.worker {
             crate::campaigns::start_worker(state.clone()).await?;
@@ -172,6 +193,12 @@ impl Application {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             cluster: Some(node.clone()),
+            // Imports of this node's own uploads; one left running by a stopped node is
+            // not marked failed here (another node may be running it).
+            imports: Arc::new(crate::imports::ImportFiles::new(Some(
+                settings.data_dir.join("imports"),
+            ))?),
+            computed_history: Arc::default(),
         };
         crate::cluster::agent::start(state.clone(), node).await?;
         if state.campaigns.settings.worker {

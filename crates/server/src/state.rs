@@ -37,4 +37,9 @@ pub struct AppState {
     pub hashing: Arc<tokio::sync::Semaphore>,
     /// This node's part of a cluster (`serve --cluster`); `None`: a single segmentd.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where CSV imports keep their uploads and rejected rows.
+    pub imports: Arc<crate::imports::ImportFiles>,
+    /// Each segment's membership computed for past days (the growth chart's days
+    /// before its change log), kept until its rule changes or backdated data arrives.
+    pub computed_history: Arc<crate::history::ComputedHistory>,
 }

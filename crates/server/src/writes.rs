@@ -151,6 +151,7 @@ pub async fn add_events(
     account: &Account,
     batch: Vec<NewEvent>,
 ) -> Result<InsertOutcome, WriteError> {
+    forget_history_if_backdated(state, account, &batch);
     let idx = state.index.for_write(account).await?;
     let _write = idx.enter_write().await;
     let outcome = match state.store.insert_events(account.id, &batch).await {
@@ -185,6 +186,21 @@ pub async fn add_events(
     }
     apply_and_log(state, account, &idx, slices, &known).await?;
     Ok(outcome)
+}
+
+/// Events timestamped before today change what segments' computed past days were: the
+/// account's cached ones are dropped (`crate::history`).
+fn forget_history_if_backdated(state: &AppState, account: &Account, batch: &[NewEvent]) {
+    let today_start = jiff::tz::TimeZone::get(&account.time_zone)
+        .ok()
+        .and_then(|zone| {
+            let today = zone.to_datetime(state.clock.now()).date();
+            zone.to_timestamp(today.to_datetime(jiff::civil::Time::midnight()))
+                .ok()
+        });
+    if today_start.is_none_or(|start| batch.iter().any(|e| e.timestamp < start)) {
+        state.computed_history.forget_account(account.id);
+    }
 }
 
 /// Declares a custom field (no contact has a value of it yet: the index has nothing to do).

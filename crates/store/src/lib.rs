@@ -12,6 +12,7 @@ pub mod campaign;
 mod campaign_rows;
 pub mod cluster;
 mod common;
+pub mod import;
 pub mod model;
 mod postgres;
 mod sqlite;
@@ -25,6 +26,7 @@ use jiff::Timestamp;
 use segmentd_rules::SegmentId;
 
 pub use campaign::*;
+pub use import::*;
 pub use model::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -454,6 +456,44 @@ pub trait Store: Send + Sync + 'static {
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String>;
     /// The account's tracking-link key if one was ever made (nothing is written).
     async fn existing_tracking_secret(&self, account: AccountId) -> Result<Option<String>>;
+
+    // CSV imports ------------------------------------------------------------------------
+    /// Records an uploaded file, status `uploaded`.
+    async fn create_import(
+        &self,
+        account: AccountId,
+        import: &NewImport,
+        now: Timestamp,
+    ) -> Result<Import>;
+    async fn import(&self, account: AccountId, id: ImportId) -> Result<Option<Import>>;
+    /// `uploaded` → `running` with its mapping; `false` if it was not `uploaded` (already
+    /// started, finished, or not this account's).
+    async fn start_import(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        mapping: &serde_json::Value,
+    ) -> Result<bool>;
+    /// Records how far a running import has gone.
+    async fn import_progress(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        progress: &ImportProgress,
+    ) -> Result<()>;
+    /// A running import ends `done` or `failed` (with `error`).
+    async fn finish_import(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        status: ImportStatus,
+        progress: &ImportProgress,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// At start-up: imports left `running` by a stopped process become `failed` with
+    /// `error` (every account's: no process runs them any more); how many.
+    async fn interrupt_imports(&self, error: &str, now: Timestamp) -> Result<u64>;
 }
 
 /// Opens (creating and migrating as needed) the store a database URL names.

@@ -1925,6 +1925,99 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn create_import(
+        &self,
+        account: AccountId,
+        import: &NewImport,
+        now: Timestamp,
+    ) -> Result<Import> {
+        let id: i64 = sqlx::query_scalar(INSERT_IMPORT)
+            .bind(account)
+            .bind(&import.file_name)
+            .bind(columns_json(&import.columns))
+            .bind(signed(import.file_bytes))
+            .bind(to_ms(now))
+            .fetch_one(&self.writer)
+            .await?;
+        self.import(account, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("import {id} vanished")))
+    }
+
+    async fn import(&self, account: AccountId, id: ImportId) -> Result<Option<Import>> {
+        let row = sqlx::query(SELECT_IMPORT)
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(import_from_row).transpose()
+    }
+
+    async fn start_import(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        mapping: &serde_json::Value,
+    ) -> Result<bool> {
+        let n = sqlx::query(START_IMPORT)
+            .bind(mapping.to_string())
+            .bind(account)
+            .bind(id)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn import_progress(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        progress: &ImportProgress,
+    ) -> Result<()> {
+        sqlx::query(IMPORT_PROGRESS)
+            .bind(signed(progress.bytes_read))
+            .bind(signed(progress.rows_imported))
+            .bind(signed(progress.rows_rejected))
+            .bind(account)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_import(
+        &self,
+        account: AccountId,
+        id: ImportId,
+        status: ImportStatus,
+        progress: &ImportProgress,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(FINISH_IMPORT)
+            .bind(status.as_str())
+            .bind(signed(progress.bytes_read))
+            .bind(signed(progress.rows_imported))
+            .bind(signed(progress.rows_rejected))
+            .bind(error)
+            .bind(to_ms(now))
+            .bind(account)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn interrupt_imports(&self, error: &str, now: Timestamp) -> Result<u64> {
+        Ok(sqlx::query(INTERRUPT_IMPORTS)
+            .bind(error)
+            .bind(to_ms(now))
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
     async fn tracking_secret(&self, account: AccountId, candidate: &str) -> Result<String> {
         sqlx::query(
             "INSERT INTO tracking_secrets (account_id, secret) VALUES (?, ?) \

@@ -92,6 +92,8 @@ conformance!(
     events_after_a_watermark_all_come_back_when_deleted_newest_ids_are_given_again,
     a_watermark_on_an_account_that_has_nothing_reads_nothing,
     the_changes_logged_after_a_watermark_come_back_for_that_account_only,
+    // CSV imports.
+    an_import_moves_from_uploaded_to_running_once_and_ends_with_its_figures,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -3096,4 +3098,77 @@ async fn the_changes_logged_after_a_watermark_come_back_for_that_account_only(ct
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].change, change(s1, 4, true));
+}
+
+async fn an_import_moves_from_uploaded_to_running_once_and_ends_with_its_figures(ctx: Ctx) {
+    let s = &ctx.store;
+    let a = s.create_account("A", "UTC").await.unwrap();
+    let b = s.create_account("B", "UTC").await.unwrap();
+    let new = NewImport {
+        file_name: "people, \"all\".csv".into(),
+        columns: vec!["external_id".into(), "E-mail".into()],
+        file_bytes: 5_000_000_000,
+    };
+    let import = s.create_import(a.id, &new, ts(1_000)).await.unwrap();
+    assert_eq!(
+        (
+            import.status,
+            &import.columns,
+            import.file_bytes,
+            import.created_at
+        ),
+        (
+            ImportStatus::Uploaded,
+            &new.columns,
+            new.file_bytes,
+            ts(1_000)
+        )
+    );
+    assert_eq!(import.progress, ImportProgress::default());
+    // Another account neither sees nor starts it.
+    assert_eq!(s.import(b.id, import.id).await.unwrap(), None);
+    let mapping = json!({"external_id": "external_id", "E-mail": "email"});
+    assert!(!s.start_import(b.id, import.id, &mapping).await.unwrap());
+    // Of two starts one wins.
+    assert!(s.start_import(a.id, import.id, &mapping).await.unwrap());
+    assert!(!s.start_import(a.id, import.id, &mapping).await.unwrap());
+    let halfway = ImportProgress {
+        bytes_read: 2_500_000_000,
+        rows_imported: 5_000,
+        rows_rejected: 3,
+    };
+    s.import_progress(a.id, import.id, &halfway).await.unwrap();
+    let running = s.import(a.id, import.id).await.unwrap().unwrap();
+    assert_eq!(
+        (running.status, running.progress, running.mapping.clone()),
+        (ImportStatus::Running, halfway, Some(mapping))
+    );
+    // A second running import is failed by a restart; the first ends done.
+    let other = s.create_import(a.id, &new, ts(2_000)).await.unwrap();
+    s.start_import(a.id, other.id, &json!({})).await.unwrap();
+    let end = ImportProgress {
+        bytes_read: 5_000_000_000,
+        rows_imported: 9_990,
+        rows_rejected: 10,
+    };
+    s.finish_import(a.id, import.id, ImportStatus::Done, &end, None, ts(3_000))
+        .await
+        .unwrap();
+    assert_eq!(s.interrupt_imports("stopped", ts(4_000)).await.unwrap(), 1);
+    let done = s.import(a.id, import.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.progress, done.error, done.finished_at),
+        (ImportStatus::Done, end, None, Some(ts(3_000)))
+    );
+    let failed = s.import(a.id, other.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref(), failed.finished_at),
+        (ImportStatus::Failed, Some("stopped"), Some(ts(4_000)))
+    );
+    // A finished import takes no more progress.
+    s.import_progress(a.id, import.id, &halfway).await.unwrap();
+    assert_eq!(
+        s.import(a.id, import.id).await.unwrap().unwrap().progress,
+        end
+    );
 }

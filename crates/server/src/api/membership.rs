@@ -3,7 +3,8 @@
 //!
 //! - `GET /segments/{id}/changes`: every entry and exit, in order, paged by cursor.
 //! - `GET /segments/{id}/history?days=N`: per day (account's time zone) how many entered,
-//!   how many exited, and the total at the end of the day.
+//!   how many exited, and the total at the end of the day; days before the segment was
+//!   saved are computed from the data (`crate::history`) and marked `computed`.
 //! - `GET /segments/{id}/explain?contact=EXT`: the rule tree with each node's truth value
 //!   for one contact.
 
@@ -23,6 +24,7 @@ use crate::api::paging::{DEFAULT_LIMIT, MAX_LIMIT, Page, as_of};
 use crate::auth::Authenticated;
 use crate::catalog::load_catalog;
 use crate::error::{ApiError, ErrorBody};
+use crate::history::{self, DayCounts};
 use crate::state::AppState;
 
 const DEFAULT_DAYS: i64 = 30;
@@ -43,6 +45,9 @@ pub struct DayOut {
     pub removed: u64,
     /// Members at the end of the day.
     pub total: u64,
+    /// The day is from before the segment's change log began: its figures were computed
+    /// by evaluating the rule as of the day's end (fields as they are now).
+    pub computed: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -161,7 +166,10 @@ pub async fn history(
 }
 
 /// A saved segment's entries, exits and totals per day of the account's time zone, over
-/// the last `days` days (the API and the panel's growth chart).
+/// the last `days` days (the API and the panel's growth chart). Days from the one the
+/// segment was saved on come from the change log; days before it are computed from the
+/// data (`crate::history`, cached), and so are the saving day's entries and exits (the
+/// log records every member entering then).
 pub async fn daily_history(
     state: &AppState,
     account: &Account,
@@ -169,10 +177,17 @@ pub async fn daily_history(
     days: i64,
 ) -> Result<HistoryOut, ApiError> {
     let zone = TimeZone::get(&account.time_zone).map_err(ApiError::internal)?;
-    let today = zone.to_datetime(state.clock.now()).date();
+    let now = state.clock.now();
+    let today = zone.to_datetime(now).date();
     let first = today
         .checked_sub((days - 1).days())
         .map_err(ApiError::internal)?;
+    let segment = state
+        .store
+        .segment(account.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no segment with id {id}")))?;
+    let saved_on = zone.to_datetime(segment.created_at).date();
     let buckets = state.store.change_buckets(account.id, id).await?;
     // Changes before the window still count toward its totals.
     let mut before = 0i64;
@@ -187,18 +202,57 @@ pub async fn daily_history(
             slot.1 += b.exited;
         }
     }
+    // Days before the log, and the saving day when it is over, computed (and cached).
+    let mut computed_days = Vec::new();
+    let mut day = first;
+    while day <= today && (day < saved_on || (day == saved_on && day < today)) {
+        computed_days.push(day);
+        day = day.tomorrow().map_err(ApiError::internal)?;
+    }
+    let mut computed: BTreeMap<Date, DayCounts> = computed_days
+        .iter()
+        .copied()
+        .zip(history::computed_days(state, account, id, segment.updated_at, &computed_days).await?)
+        .collect();
+    if saved_on == today && first <= today {
+        // Saved today: today's moves since yesterday's end, not cached (today moves).
+        let since = history::day_end(today.yesterday().map_err(ApiError::internal)?, &zone)?;
+        let moves = history::series(state, account, id, vec![since, now]).await?;
+        if let Some(m) = moves.first() {
+            computed.insert(today, *m);
+        }
+    }
     let mut items = Vec::with_capacity(days as usize);
     let mut total = before;
     let mut day = first;
     while day <= today {
         let (added, removed) = per_day.get(&day).copied().unwrap_or_default();
         total += added as i64 - removed as i64;
-        items.push(DayOut {
-            day: day.to_string(),
-            added,
-            removed,
-            total: total.max(0) as u64,
-        });
+        let out = match computed.get(&day) {
+            Some(c) if day < saved_on => DayOut {
+                day: day.to_string(),
+                added: c.added,
+                removed: c.removed,
+                total: c.total,
+                computed: true,
+            },
+            // The saving day: its total from the log, its moves computed.
+            Some(c) => DayOut {
+                day: day.to_string(),
+                added: c.added,
+                removed: c.removed,
+                total: total.max(0) as u64,
+                computed: false,
+            },
+            None => DayOut {
+                day: day.to_string(),
+                added,
+                removed,
+                total: total.max(0) as u64,
+                computed: false,
+            },
+        };
+        items.push(out);
         day = day.tomorrow().map_err(ApiError::internal)?;
     }
     Ok(HistoryOut { items })

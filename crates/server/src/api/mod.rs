@@ -5,6 +5,7 @@ pub mod contacts;
 pub mod events;
 pub mod feedback;
 pub mod fields;
+pub mod imports;
 pub mod keys;
 pub mod membership;
 pub mod paging;
@@ -40,6 +41,7 @@ use crate::state::AppState;
         feedback::email_feedback, feedback::ses_feedback, feedback::sendgrid_feedback,
         feedback::sms_inbound,
         keys::list_keys, keys::create_key, keys::revoke_key,
+        imports::upload, imports::get_import, imports::preview, imports::start, imports::rejected,
     ),
     components(schemas(ErrorBody, ErrorContent, ErrorDetail)),
     modifiers(&BearerAuth, &CommonErrors),
@@ -213,6 +215,11 @@ pub fn router() -> Router<AppState> {
             "/campaigns/{id}/recipients",
             get(campaigns::campaign_recipients),
         )
+        .route("/imports", post(imports::upload))
+        .route("/imports/{id}", get(imports::get_import))
+        .route("/imports/{id}/preview", post(imports::preview))
+        .route("/imports/{id}/start", post(imports::start))
+        .route("/imports/{id}/rejected.csv", get(imports::rejected))
         .route("/openapi.json", get(openapi_json))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)

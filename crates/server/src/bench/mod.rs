@@ -9,6 +9,9 @@
 //!   under a write load), each figure next to its target.
 //! - [`cluster`]: `bench cluster`, three nodes of a cluster: forwarding overhead, follower
 //!   lag under load, failover time.
+//! - [`import`]: `bench import`, a generated CSV of contacts imported through
+//!   `/api/v1/imports`, its time, rows/s and peak memory, then a new segment's 90-day
+//!   history computed from the data.
 //! - [`send`]: `bench send`, an e-mail campaign to every contact delivered to a local
 //!   SMTP [`sink`], and the messages/s it reached.
 //!
@@ -21,6 +24,7 @@
 
 pub mod cluster;
 pub mod data;
+pub mod import;
 pub mod ingest;
 pub mod mixed;
 pub mod panel;

@@ -211,6 +211,8 @@ pub struct HistoryPoint {
     pub total: u64,
     pub added: u64,
     pub removed: u64,
+    /// Computed from the data (a day before the segment's change log began).
+    pub computed: bool,
 }
 
 fn parse_id(raw: &str) -> Result<SegmentId, ApiError> {
@@ -219,7 +221,8 @@ fn parse_id(raw: &str) -> Result<SegmentId, ApiError> {
 }
 
 /// The segment's size per day over the last 90 days: entries, exits and the total at
-/// the end of each day, from the membership change log (the API's daily history).
+/// the end of each day, from the membership change log and, before it began, computed
+/// from the data (the API's daily history).
 pub async fn history(
     State(state): State<AppState>,
     ApiSession(s): ApiSession,
@@ -236,6 +239,7 @@ pub async fn history(
                 total: d.total,
                 added: d.added,
                 removed: d.removed,
+                computed: d.computed,
             })
             .collect(),
     ))

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod campaigns;
+pub mod imports;
 pub mod keys;
 pub mod numbers;
 pub mod pages;
@@ -64,6 +65,13 @@ pub fn router() -> Router<AppState> {
         .route("/segments/{id}/members", get(pages::members))
         .route("/segments/{id}/members.csv", get(pages::members_csv))
         .route("/contacts", get(pages::contacts))
+        .route("/contacts/import", get(imports::page))
+        .route("/assets/import.js", get(imports::js))
+        .route("/imports/{id}/rejected.csv", get(imports::rejected))
+        .route("/api/imports", post(imports::upload))
+        .route("/api/imports/{id}", get(imports::status))
+        .route("/api/imports/{id}/preview", post(imports::preview))
+        .route("/api/imports/{id}/start", post(imports::start))
         .route("/contact", get(pages::contact))
         .route("/fields", get(pages::fields))
         .route("/keys", get(keys::list).post(keys::create))

@@ -23,7 +23,7 @@ const MEMBERS_PAGE: usize = 50;
 const CONTACTS_PAGE: usize = 50;
 
 /// Embeds JSON for the page's script; `<` is escaped so no text can close the tag.
-fn data_json(id: &str, value: &serde_json::Value) -> Markup {
+pub(crate) fn data_json(id: &str, value: &serde_json::Value) -> Markup {
     let text = value.to_string().replace('<', "\\u003c");
     html! { script type="application/json" id=(id) { (PreEscaped(text)) } }
 }
@@ -565,6 +565,7 @@ pub async fn contacts(
         .map(|cursor| format!("/panel/contacts?q={}&cursor={cursor}", encode(&query)));
     let body = html! {
         h1 { "Contacts" }
+        p { a.button href="/panel/contacts/import" id="import-contacts" { "Import contacts from CSV" } }
         form.search role="search" method="get" action="/panel/contacts" {
             label for="contact-search" { "External id, e-mail, phone or a text field, from its start" }
             input id="contact-search" name="q" type="search" value=(query);

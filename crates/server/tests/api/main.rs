@@ -11,6 +11,7 @@ mod events;
 mod export;
 mod fields;
 mod helpers;
+mod imports;
 mod isolation;
 mod membership;
 mod segments;
@@ -84,6 +85,14 @@ on_both_backends!(
     membership::count_and_members_agree_across_a_refresh,
     story::segments_of_every_condition_kind_hold_the_contacts_worked_out_by_hand,
     export::a_segment_exports_every_member_as_csv_in_external_id_order,
+    imports::columns_are_mapped_to_attributes_and_fields_and_new_fields_get_their_type,
+    imports::bad_rows_are_rejected_with_their_reason_and_the_rest_is_stored,
+    imports::a_mapping_that_cannot_work_is_refused_whole_and_nothing_is_stored,
+    imports::files_that_are_not_importable_are_refused_at_upload,
+    imports::a_preview_shows_the_first_rows_with_their_problems_by_column,
+    imports::a_large_file_is_imported_in_batches_and_its_progress_reaches_done,
+    imports::an_export_imports_into_a_new_account_with_the_same_count_for_every_segment,
+    membership::history_before_a_segment_was_saved_is_computed_from_the_data,
     campaigns::an_email_campaign_reaches_exactly_its_frozen_recipients_personalised,
     campaigns::opening_the_pixel_moves_the_contact_into_mail_open_occurred_and_links_work,
     campaigns::forged_or_altered_links_are_not_found_and_record_nothing,

@@ -172,18 +172,26 @@ pub async fn history_counts_entries_exits_and_totals_per_day(app: TestApp) {
         .unwrap();
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
-    assert_eq!(
-        (items[0]["added"].clone(), items[0]["total"].clone()),
-        (json!(0), json!(0))
-    );
+    // Before today (the day it was saved) the days are computed from the data: fields
+    // are read as they are now, so a and b were VIPs then too.
+    for day in &items[..2] {
+        assert_eq!(
+            (day["computed"].clone(), day["total"].clone()),
+            (json!(true), json!(2)),
+            "{day}"
+        );
+    }
+    // Today's total is the change log's (3 entered, 1 left); its moves are against
+    // yesterday's computed members, which were the same two.
     let today = &items[2];
     assert_eq!(
         (
+            today["computed"].clone(),
+            today["total"].clone(),
             today["added"].clone(),
-            today["removed"].clone(),
-            today["total"].clone()
+            today["removed"].clone()
         ),
-        (json!(3), json!(1), json!(2))
+        (json!(false), json!(2), json!(0), json!(0))
     );
     assert_error(
         app.get(&format!("/segments/{id}/history?days=0")).await,
@@ -191,6 +199,77 @@ pub async fn history_counts_entries_exits_and_totals_per_day(app: TestApp) {
         &["days"],
     )
     .await;
+}
+
+async fn sixty_days(app: &TestApp, id: i64) -> Vec<Value> {
+    let body: Value = app
+        .get(&format!("/segments/{id}/history?days=60"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["items"].as_array().unwrap().clone()
+}
+
+/// 12:00 UTC `n` days before today.
+fn noon_days_ago(n: i64) -> String {
+    let today = jiff::tz::TimeZone::UTC
+        .to_datetime(jiff::Timestamp::now())
+        .date();
+    let day = today.checked_sub(jiff::Span::new().days(n)).unwrap();
+    format!("{day}T12:00:00Z")
+}
+
+pub async fn history_before_a_segment_was_saved_is_computed_from_the_data(app: TestApp) {
+    app.upsert(json!([{"external_id": "a"}, {"external_id": "b"}, {"external_id": "c"}]))
+        .await;
+    app.record(json!([
+        {"type": "system", "contact": "a", "event": "MailOpen", "timestamp": noon_days_ago(10)},
+        {"type": "system", "contact": "b", "event": "MailOpen", "timestamp": noon_days_ago(40)},
+    ]))
+    .await;
+    let id = app
+        .create_segment(
+            "Opened this week",
+            json!({"system_event": "MailOpen", "op": "occurred", "within": {"last_days": 7}}),
+        )
+        .await;
+    let items = sixty_days(&app, id).await;
+    assert_eq!(items.len(), 60);
+    // days_ago → (total, added, removed); every other day before today has the total
+    // of the day before and no moves. An open stays in the 7-day window from its day to
+    // the sixth day after it (its noon plus 7×24h falls on the seventh).
+    let moves = [
+        (40, (1, 1, 0)),
+        (34, (1, 0, 0)),
+        (33, (0, 0, 1)),
+        (10, (1, 1, 0)),
+        (4, (1, 0, 0)),
+        (3, (0, 0, 1)),
+    ];
+    let mut total = 0;
+    for (i, day) in items.iter().enumerate() {
+        let days_ago = 59 - i as i64;
+        let got = (
+            day["total"].as_u64().unwrap(),
+            day["added"].as_u64().unwrap(),
+            day["removed"].as_u64().unwrap(),
+        );
+        let want = match moves.iter().find(|(d, _)| *d == days_ago) {
+            Some((_, m)) => *m,
+            None => (total, 0, 0),
+        };
+        total = want.0;
+        assert_eq!(got, want, "{days_ago} days ago: {day}");
+        assert_eq!(day["computed"], json!(days_ago > 0), "{day}");
+    }
+    // Asked again, the same (from the cache); an event about the past changes it.
+    assert_eq!(sixty_days(&app, id).await, items);
+    app.record(json!([{"type": "system", "contact": "c", "event": "MailOpen", "timestamp": noon_days_ago(20)}]))
+        .await;
+    let again = sixty_days(&app, id).await;
+    assert_eq!(again[59 - 20]["total"], 1, "{}", again[59 - 20]);
+    assert_eq!(again[59 - 20]["added"], 1);
 }
 
 pub async fn explain_shows_each_nodes_truth_and_matching_events(app: TestApp) {

@@ -1453,3 +1453,4 @@ async fn at_desktop_and_phone_width_the_panel_fits_speaks_in_sentences_and_keeps
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.client.close().await.unwrap();
 }
+mod data_pages;

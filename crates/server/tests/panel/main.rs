@@ -7,5 +7,6 @@
 mod browser;
 mod campaigns;
 mod http;
+mod imports;
 #[path = "../support/smtp.rs"]
 mod smtp;

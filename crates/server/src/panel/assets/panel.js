@@ -838,30 +838,85 @@
     return e;
   }
 
+  // Round axis steps: 1, 2, 2.5 or 5 times a power of ten, about four of them.
+  function niceTicks(max) {
+    if (max <= 0) return [0, 1];
+    const raw = max / 4;
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw && Number.isInteger(s)) || 10 * p;
+    const whole = Math.max(1, step);
+    const ticks = [];
+    for (let v = 0; v < max + whole; v += whole) { ticks.push(v); if (v >= max) break; }
+    return ticks;
+  }
+
+  const chartNumbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
+
   function drawChart(root, series) {
-    const W = 640, H = 220, L = 48, R = 12, T = 12, B = 28;
-    const s = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", "aria-hidden": "true" });
-    const max = Math.max(1, ...series.map((p) => Math.max(p.total, p.added, p.removed)));
+    const W = Math.max(280, Math.round(root.clientWidth || 640)), H = 240, L = 56, R = 12, T = 12, B = 28;
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "chart", "aria-hidden": "true" });
+    const top = Math.max(1, ...series.map((p) => Math.max(p.total, p.added, p.removed)));
+    const ticks = niceTicks(top);
+    const max = ticks[ticks.length - 1];
     const n = series.length;
     const x = (i) => (n === 1 ? L + (W - L - R) / 2 : L + (i * (W - L - R)) / (n - 1));
     const y = (v) => T + (H - T - B) * (1 - v / max);
-    for (const v of [0, max / 2, max]) {
-      s.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
-      s.append(svg("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, String(Math.round(v))));
+    const computed = series.filter((p) => p.computed).length;
+    if (computed) {
+      // The days computed from the data, shaded and labelled.
+      const end = computed < n ? (x(computed - 1) + x(computed)) / 2 : W - R;
+      s.append(svg("rect", { x: L, y: T, width: Math.max(0, end - L), height: H - T - B, class: "computed-zone" }));
+      s.append(svg("text", { x: L + 4, y: T + 12, class: "axis computed-label" }, "computed from data"));
     }
-    const bw = Math.max(2, Math.min(14, (W - L - R) / Math.max(1, n) / 3));
+    for (const v of ticks) {
+      s.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
+      s.append(svg("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, chartNumbers.format(v)));
+    }
+    const bw = Math.max(1, Math.min(14, (W - L - R) / Math.max(1, n) / 3));
     series.forEach((p, i) => {
       if (p.added) s.append(svg("rect", { x: x(i) - bw, y: y(p.added), width: bw, height: y(0) - y(p.added), class: "added" }));
       if (p.removed) s.append(svg("rect", { x: x(i), y: y(p.removed), width: bw, height: y(0) - y(p.removed), class: "removed" }));
     });
-    if (n > 1) s.append(svg("polyline", { points: series.map((p, i) => x(i) + "," + y(p.total)).join(" "), class: "total" }));
-    series.forEach((p, i) => s.append(svg("circle", { cx: x(i), cy: y(p.total), r: 4, class: "total-dot" })));
+    const line = (from, to, cls) => {
+      if (to - from < 1) return;
+      s.append(svg("polyline", { points: series.slice(from, to + 1).map((p, k) => x(from + k) + "," + y(p.total)).join(" "), class: cls }));
+    };
+    // Computed days dashed, joined to the first real day by the solid line.
+    line(0, computed - 1, "total computed");
+    line(Math.max(0, computed - 1), n - 1, "total");
+    if (n <= 31) series.forEach((p, i) => s.append(svg("circle", { cx: x(i), cy: y(p.total), r: 3, class: "total-dot" })));
     const first = series[0], last = series[n - 1];
     s.append(svg("text", { x: x(0), y: H - 8, class: "axis", "text-anchor": n === 1 ? "middle" : "start" }, first.day));
     if (n > 1) s.append(svg("text", { x: x(n - 1), y: H - 8, class: "axis", "text-anchor": "end" }, last.day));
-    root.replaceChildren(s, el("ul", { class: "legend" }, [
+    // Hover (or touch): the day under the pointer, with its figures.
+    const marker = svg("line", { x1: 0, x2: 0, y1: T, y2: H - B, class: "hover-line", visibility: "hidden" });
+    s.append(marker);
+    const tip = el("div", { class: "chart-tip", id: "chart-tip", role: "status", hidden: true });
+    const overlay = svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, class: "hover-zone" });
+    s.append(overlay);
+    const show = (ev) => {
+      const box = s.getBoundingClientRect();
+      const px = ((ev.clientX - box.left) * W) / Math.max(1, box.width);
+      const i = n === 1 ? 0 : Math.max(0, Math.min(n - 1, Math.round(((px - L) * (n - 1)) / (W - L - R))));
+      const p = series[i];
+      marker.setAttribute("x1", x(i)); marker.setAttribute("x2", x(i)); marker.setAttribute("visibility", "visible");
+      tip.replaceChildren(
+        el("strong", {}, p.day), " ",
+        chartNumbers.format(p.total) + " contacts · +" + chartNumbers.format(p.added) + " / −" + chartNumbers.format(p.removed),
+        p.computed ? el("em", {}, " (computed)") : "",
+      );
+      tip.hidden = false;
+      const left = (x(i) / W) * box.width;
+      tip.style.left = Math.max(0, Math.min(box.width - 220, left - 110)) + "px";
+    };
+    overlay.addEventListener("pointermove", show);
+    overlay.addEventListener("pointerdown", show);
+    overlay.addEventListener("pointerleave", () => { tip.hidden = true; marker.setAttribute("visibility", "hidden"); });
+    const legend = [
       el("li", { class: "k-total" }, "total"), el("li", { class: "k-added" }, "added"), el("li", { class: "k-removed" }, "removed"),
-    ]));
+    ];
+    if (computed) legend.push(el("li", { class: "k-computed" }, "computed from data"));
+    root.replaceChildren(s, tip, el("ul", { class: "legend" }, legend));
   }
 
   function renderExplain(node) {
@@ -880,8 +935,16 @@
     const id = box.dataset.segment;
     call("GET", "/panel/api/segments/" + id + "/history").then((r) => {
       if (r.status === 200 && Array.isArray(r.body) && r.body.length) {
-        drawChart($("#chart"), r.body);
-        $("#chart-note").textContent = r.body.length === 1 ? "History starts today: one point so far." : "";
+        const series = r.body;
+        drawChart($("#chart"), series);
+        let width = $("#chart").clientWidth;
+        window.addEventListener("resize", () => {
+          if ($("#chart").clientWidth !== width) { width = $("#chart").clientWidth; drawChart($("#chart"), series); }
+        });
+        const real = series.findIndex((p) => !p.computed);
+        $("#chart-note").textContent = real > 0
+          ? "Before " + series[real].day + " (the day the segment was saved) each day is computed from the data: the rule as of the end of the day, with today's field values."
+          : series.length === 1 ? "History starts today: one point so far." : "";
       } else $("#chart-note").textContent = "No history yet.";
     });
     const form = $("#explain-form");
