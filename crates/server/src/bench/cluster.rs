@@ -156,6 +156,9 @@ async fn measure(bench: &ClusterBench, dir: &Path) -> anyhow::Result<String> {
     }
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
     settled(&client, &nodes, keys.len()).await?;
+    // Nodes that started later take their accounts over once they have been alive for
+    // twice the lease: let those moves happen before measuring.
+    tokio::time::sleep(Duration::from_millis(bench.lease_ms * 3)).await;
     let (account, key) = keys[0].clone();
     let s = status(&client, &nodes[0]).await?;
     let (owner, follower) =

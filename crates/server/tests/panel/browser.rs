@@ -514,7 +514,9 @@ async fn a_marketer_builds_saves_edits_and_finds_a_segment_in_the_panel() {
         words.starts_with("(City equals Warsaw and opened an e-mail in the last 30 days) or"),
         "{words}"
     );
-    b.find("#chart svg circle").await;
+    // 90 days computed from the data and today's: a line (dots are drawn only for a
+    // month or less).
+    b.find("#chart svg.chart polyline").await;
 
     // Why is this contact in or out.
     let member = server
