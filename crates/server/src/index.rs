@@ -1049,7 +1049,7 @@ impl Indexes {
 
 /// Runs a read of the index on the blocking pool under its read lock: waiting for a
 /// writer's slice, or evaluating for milliseconds, never holds a runtime worker.
-async fn evaluate<T: Send + 'static>(
+pub(crate) async fn evaluate<T: Send + 'static>(
     idx: Arc<AccountIndex>,
     f: impl FnOnce(&Index) -> T + Send + 'static,
 ) -> Result<T, IndexError> {

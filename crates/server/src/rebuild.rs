@@ -219,20 +219,10 @@ pub async fn log_difference(
     external: &HashMap<ContactId, String>,
     now: Timestamp,
 ) -> Result<usize, IndexError> {
-    let diff = membership_difference(store, account, index, external, now).await?;
+    let logged = logged_membership(store, account).await?;
+    let diff = difference(logged, index, external, now);
     store.record_changes(account.id, &diff).await?;
     Ok(diff.len())
-}
-
-async fn membership_difference(
-    store: &dyn Store,
-    account: &Account,
-    index: &Index,
-    external: &HashMap<ContactId, String>,
-    now: Timestamp,
-) -> Result<Vec<ChangeRecord>, IndexError> {
-    let logged = logged_membership(store, account).await?;
-    Ok(difference(logged, index, external, now))
 }
 
 /// Each segment's members as the change log has them (the last entry per contact).

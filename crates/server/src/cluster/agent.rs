@@ -245,14 +245,10 @@ pub async fn take_over(state: &AppState, held: &Arc<Held>, epoch: i64) -> Result
     let _applying = held.applying.lock().await;
     let now = state.clock.now();
     let logged = crate::rebuild::logged_membership(state.store.as_ref(), &account).await?;
-    let diff = {
-        let idx = idx.clone();
-        tokio::task::spawn_blocking(move || {
-            idx.read(|index| crate::rebuild::difference(logged, index, &Default::default(), now))
-        })
-        .await
-        .map_err(|e| IndexError::Task(e.to_string()))?
-    };
+    let diff = crate::index::evaluate(idx.clone(), move |index| {
+        crate::rebuild::difference(logged, index, &Default::default(), now)
+    })
+    .await?;
     state.store.record_changes(account.id, &diff).await?;
     let logged = diff.len();
     let mut unknown = 0;
