@@ -247,6 +247,9 @@ pub enum BenchCommand {
         nats: String,
         #[arg(long, default_value_t = 50_000)]
         events_per_second: u64,
+        /// Events per request of that load (four clients send them).
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         #[arg(long, default_value_t = 3)]
@@ -373,6 +376,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = match &cluster.cluster {
                 None => Application::build(&settings).await?,
                 Some(nats) => {
+                    let nats: Vec<String> = nats
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    if let Some(bad) = nats
+                        .iter()
+                        .find(|url| url.parse::<async_nats::ServerAddr>().is_err())
+                    {
+                        anyhow::bail!(
+                            "--cluster: \"{bad}\" is not a NATS server URL (expected nats://host:port, several separated by commas)"
+                        );
+                    }
                     let node = cluster
                         .node_id
                         .clone()
@@ -380,11 +396,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Application::cluster_node(
                         &settings,
                         crate::cluster::ClusterSettings {
-                            nats: nats
-                                .split(',')
-                                .map(|s| s.trim().to_owned())
-                                .filter(|s| !s.is_empty())
-                                .collect(),
+                            nats,
                             node,
                             advertise: cluster.advertise.clone(),
                             lease: std::time::Duration::from_millis(cluster.lease_ms.max(300)),
@@ -513,6 +525,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     database_url,
                     nats,
                     events_per_second,
+                    batch,
                     seconds,
                     failovers,
                     lease_ms,
@@ -522,6 +535,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url,
                 nats,
                 events_per_second,
+                batch,
                 seconds,
                 failovers,
                 lease_ms,

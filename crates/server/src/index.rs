@@ -141,6 +141,18 @@ pub struct AccountIndex {
     /// Whether this node writes the account and logs its membership changes: always
     /// outside a cluster; in one, only while it owns the account.
     owned: std::sync::atomic::AtomicBool,
+    /// Set on a cluster node's indexes: writes of the account then take their turn
+    /// (`writer`) from before the store commit until they are sent to the followers, so
+    /// that the log range each write sends is its own.
+    one_writer: std::sync::atomic::AtomicBool,
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// What a write holds from before its store commit until its changes are logged (and,
+/// in a cluster, sent).
+pub struct WriteTurn<'a> {
+    _gate: tokio::sync::RwLockReadGuard<'a, ()>,
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 impl AccountIndex {
@@ -157,6 +169,8 @@ impl AccountIndex {
             saving: tokio::sync::Mutex::new(()),
             source,
             owned: std::sync::atomic::AtomicBool::new(true),
+            one_writer: std::sync::atomic::AtomicBool::new(false),
+            writer: tokio::sync::Mutex::new(()),
         };
         account.publish(&account.index.read());
         if source == Source::Store {
@@ -210,8 +224,16 @@ impl AccountIndex {
     }
 
     /// Held by a write from before its store commit until its changes are logged.
-    pub async fn enter_write(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().await
+    pub async fn enter_write(&self) -> WriteTurn<'_> {
+        let turn = if self.one_writer.load(Ordering::Acquire) {
+            Some(self.writer.lock().await)
+        } else {
+            None
+        };
+        WriteTurn {
+            _gate: self.gate.read().await,
+            _turn: turn,
+        }
     }
 
     /// Whether this node writes the account (see `owned`).
@@ -278,6 +300,7 @@ pub struct Change {
 }
 
 /// One piece of a write, applied under one hold of the index lock.
+#[derive(Debug)]
 pub enum Slice {
     Contacts(Vec<Contact>),
     ContactDeleted(ContactId),
@@ -488,6 +511,7 @@ impl Indexes {
     pub fn insert(&self, account: &Account, index: Index) -> Result<Arc<AccountIndex>, IndexError> {
         let idx = Arc::new(AccountIndex::new(zone_of(account)?, index, Source::Store));
         idx.set_owned(false);
+        idx.one_writer.store(true, Ordering::Release);
         if let Ok(mut map) = self.accounts.lock() {
             map.insert(account.id, idx.clone());
         }

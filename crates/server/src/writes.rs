@@ -7,7 +7,8 @@
 //!
 //! Handlers parse and check their input, call one of these, and answer. Everything here
 //! holds the account's write gate from before the commit until the changes are logged,
-//! so that an index snapshot never sees a write half done.
+//! so that an index snapshot never sees a write half done, and so that, in a cluster,
+//! the log range an owner sends its followers with each write is that write's alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,12 +82,18 @@ async fn apply_and_log(
     slices: Vec<Slice>,
     known: &HashMap<ContactId, String>,
 ) -> Result<Vec<MembershipChange>, WriteError> {
+    // A cluster owner sends followers what it applies (before applying takes it).
+    let carried = state
+        .cluster
+        .as_ref()
+        .and_then(|_| crate::cluster::wire::carry(&slices));
     let changes = state.index.apply(idx, slices).await?;
-    let logged = state.index.log(account, changes, known).await?;
+    // Followers need the write, not its membership changes (which the owner alone logs,
+    // or its successor when it takes over): it goes to them first.
     if let Some(cluster) = &state.cluster {
-        cluster.written(account.id);
+        cluster.written(account.id, carried).await;
     }
-    Ok(logged)
+    Ok(state.index.log(account, changes, known).await?)
 }
 
 /// Creates or updates contacts by external id (the batch is one transaction).
@@ -209,11 +216,13 @@ pub async fn create_field(
     account: &Account,
     field: &FieldDef,
 ) -> Result<(), WriteError> {
-    state.index.for_write(account).await?;
+    let idx = state.index.for_write(account).await?;
+    // Every write that logs holds the gate (`Cluster::written`).
+    let _write = idx.enter_write().await;
     let created = state.store.create_field(account.id, field).await;
     state.catalogs.invalidate(account.id);
     if let Some(cluster) = &state.cluster {
-        cluster.written(account.id);
+        cluster.written(account.id, None).await;
     }
     created.map_err(|e| match e {
         StoreError::Conflict(_) => WriteError::Conflict {

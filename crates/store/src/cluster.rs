@@ -126,6 +126,14 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn load(&self, account: AccountId) -> Result<Loaded>;
     /// The accounts' last write sequences.
     async fn write_seqs(&self, accounts: &[AccountId]) -> Result<Vec<(AccountId, i64)>>;
+    /// The account's last write sequence while `node` owns it as of `epoch`; `None`
+    /// once it does not (another owner's writes may follow).
+    async fn owned_write_seq(
+        &self,
+        account: AccountId,
+        node: &str,
+        epoch: i64,
+    ) -> Result<Option<i64>>;
     /// Records how far this node's indexes have applied these accounts' logs.
     async fn report_progress(&self, node: &str, applied: &[(AccountId, i64)]) -> Result<()>;
 }

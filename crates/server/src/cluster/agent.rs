@@ -151,7 +151,10 @@ async fn adjust(
             step_down(state, cluster, held, p, had).await
         }
         (Role::Follower, Role::Follower) => {
-            if p.write_seq > held.applied.load(Ordering::Acquire) {
+            // Short of what the log held a tick ago: a message went missing (or NATS is
+            // down). Anything newer is most likely still on its way.
+            let seen = held.seen.swap(p.write_seq, Ordering::AcqRel);
+            if seen > held.applied.load(Ordering::Acquire) {
                 held.wake.notify_one();
             }
         }
@@ -192,17 +195,9 @@ async fn build(state: &AppState, cluster: &Arc<Cluster>, account: AccountId) -> 
     )
     .await?;
     state.index.insert(&acc, index)?;
-    let held = Arc::new(Held {
-        account: acc,
-        role: parking_lot::Mutex::new(Role::Follower),
-        epoch: Default::default(),
-        applied: loaded.seq.into(),
-        wake: Default::default(),
-        applying: Default::default(),
-        dropped: Default::default(),
-    });
+    let (held, inbox) = Held::new(acc, loaded.seq);
     cluster.held.lock().insert(account, held.clone());
-    tokio::spawn(follow_task(state.clone(), held));
+    tokio::spawn(follow_task(state.clone(), held, inbox));
     tracing::info!(
         account,
         contacts,
@@ -214,19 +209,30 @@ async fn build(state: &AppState, cluster: &Arc<Cluster>, account: AccountId) -> 
     Ok(())
 }
 
-/// Applies the log as it grows, while this node follows the account.
-async fn follow_task(state: AppState, held: Arc<Held>) {
+/// Applies the owner's messages as they come, and the log when the agent finds the
+/// index behind, while this node follows the account. An owner's own messages come
+/// back to it too: they are skipped.
+async fn follow_task(
+    state: AppState,
+    held: Arc<Held>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+) {
     loop {
-        tokio::select! {
-            _ = held.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        let message = tokio::select! {
+            message = inbox.recv() => message,
+            _ = held.wake.notified() => None,
+        };
         if held.dropped.load(Ordering::Acquire) {
             return;
         }
-        if held.role() == Role::Follower
-            && let Err(e) = follow::catch_up(&state, &held).await
-        {
+        if held.role() != Role::Follower {
+            continue;
+        }
+        let followed = match message {
+            Some(payload) => follow::apply_message(&state, &held, payload).await,
+            None => follow::catch_up(&state, &held).await.map(drop),
+        };
+        if let Err(e) = followed {
             tracing::warn!(account = held.account.id, error = %e, "following the log failed");
         }
     }

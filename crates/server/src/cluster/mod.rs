@@ -5,16 +5,18 @@
 //! The unit of placement is the account (a rule never reads another account's data).
 //! Each account has an owner, which alone writes it, logs its membership changes, runs
 //! its time refresh's log and its campaigns, and a warm follower, whose index applies
-//! the owner's writes from the database's change log (`cluster_log`, written by
-//! migration 0013's triggers in each write's transaction). Every node answers every
-//! request: `forward.rs` sends it to the owner when this node may not serve it.
+//! the owner's writes as the owner sends them through NATS, and from the database's
+//! change log (`cluster_log`, written by migration 0013's triggers in each write's
+//! transaction) whenever a message is missing. Every node answers every request:
+//! `forward.rs` sends it to the owner when this node may not serve it.
 //!
 //! - `placement.rs`: where accounts should be (rendezvous hashing), a pure function.
 //! - `agent.rs`: the node's loop — lease, coordination, and bringing the indexes held
 //!   here to what the placements say (build, take over, step down, drop).
-//! - `follow.rs`: a follower's index brought up to the log.
+//! - `follow.rs`: a follower's index brought up to the log, from messages or the log.
 //! - `fanout.rs`: NATS JetStream — a message per write (`segmentd.changes.<account>`,
-//!   id `account:seq`) wakes followers at once; without it they poll the database.
+//!   id `account:seq`) carries it to followers at once; without it they read the log.
+//! - `wire.rs`: what such a message holds.
 //! - `forward.rs`: the routing layer.
 //! - `status.rs`: `GET /cluster/status` and `segmentd cluster status`.
 
@@ -24,16 +26,20 @@ pub mod follow;
 pub mod forward;
 pub mod placement;
 pub mod status;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use segmentd_store::cluster::{ClusterStore, NodeRow, Placement};
 use segmentd_store::{Account, AccountId};
 use tokio::sync::Notify;
+
+/// Writes waiting for the fan-out.
+const OUTGOING: usize = 4096;
 
 /// What `serve --cluster` was given.
 #[derive(Debug, Clone)]
@@ -64,11 +70,20 @@ pub struct Held {
     role: Mutex<Role>,
     /// The epoch of the placement this node last acted on.
     epoch: AtomicI64,
-    /// The last log sequence the index has applied (a follower's; an owner's index has
-    /// every write, which go through it).
+    /// The last log sequence the index has applied. An owner's index has every write,
+    /// which go through it: for it, the sequence its last write ended at.
     pub applied: AtomicI64,
-    /// Woken by a fan-out message or the agent when the log has more.
+    /// The account's `write_seq` as the agent last read it: a follower still short of
+    /// it a tick later missed a message and reads the log.
+    seen: AtomicI64,
+    /// Fan-out messages for this account, in the order the owner sent them.
+    inbox: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+    /// Woken by the agent when the log has more than messages brought.
     pub wake: Notify,
+    /// Writes applied as their fan-out message carried them.
+    pub from_messages: AtomicU64,
+    /// Log entries read from the database and applied.
+    pub from_log: AtomicU64,
     /// Held while the log is applied, and by a takeover.
     pub applying: tokio::sync::Mutex<()>,
     /// Set when the node stops holding it: its follower task ends.
@@ -76,6 +91,32 @@ pub struct Held {
 }
 
 impl Held {
+    /// A follower's hold of an account whose index has applied the log up to `applied`,
+    /// with the receiving end of its inbox.
+    fn new(
+        account: Account,
+        applied: i64,
+    ) -> (
+        Arc<Held>,
+        tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+    ) {
+        let (inbox, messages) = tokio::sync::mpsc::unbounded_channel();
+        let held = Held {
+            account,
+            role: Mutex::new(Role::Follower),
+            epoch: AtomicI64::default(),
+            applied: applied.into(),
+            seen: applied.into(),
+            inbox,
+            wake: Notify::new(),
+            from_messages: AtomicU64::default(),
+            from_log: AtomicU64::default(),
+            applying: tokio::sync::Mutex::default(),
+            dropped: std::sync::atomic::AtomicBool::default(),
+        };
+        (Arc::new(held), messages)
+    }
+
     pub fn role(&self) -> Role {
         *self.role.lock()
     }
@@ -107,9 +148,10 @@ pub struct Cluster {
     /// API key hashes seen, with their account: where to route a request (the owner
     /// checks the key again).
     keys: Mutex<HashMap<String, AccountId>>,
-    /// Accounts written here since the last fan-out message.
-    written: tokio::sync::mpsc::UnboundedSender<AccountId>,
-    written_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<AccountId>>>,
+    /// Writes made here, for the fan-out to send (bounded: when NATS cannot keep up,
+    /// followers read the log instead).
+    outgoing: tokio::sync::mpsc::Sender<fanout::Outgoing>,
+    outgoing_rx: Mutex<Option<tokio::sync::mpsc::Receiver<fanout::Outgoing>>>,
     /// Wakes the agent (a placement looked stale to the routing layer).
     pub refresh: Notify,
     pub http: reqwest::Client,
@@ -117,7 +159,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(settings: ClusterSettings, store: Arc<dyn ClusterStore>, address: String) -> Self {
-        let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (outgoing, outgoing_rx) = tokio::sync::mpsc::channel(OUTGOING);
         Cluster {
             settings,
             store,
@@ -128,8 +170,8 @@ impl Cluster {
             held: Mutex::default(),
             building: Mutex::default(),
             keys: Mutex::default(),
-            written,
-            written_rx: Mutex::new(Some(written_rx)),
+            outgoing,
+            outgoing_rx: Mutex::new(Some(outgoing_rx)),
             refresh: Notify::new(),
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -197,9 +239,50 @@ impl Cluster {
         self.nodes.read().get(&owner).map(|n| n.address.clone())
     }
 
-    /// Notes that the account was written here: a fan-out message follows.
-    pub fn written(&self, account: AccountId) {
-        let _ = self.written.send(account);
+    /// Sends the write this owner just committed and applied to the followers: the log
+    /// range it made (from the index's last write to the account's `write_seq` now,
+    /// read while this node still owns it at the same epoch) and the slices it applied
+    /// when they can travel. Called under the account's write gate, which every write
+    /// that logs holds, so the range is this write's and no other's.
+    pub async fn written(&self, account: AccountId, slices: Option<Vec<wire::WireSlice>>) {
+        let Some(held) = self.held(account) else {
+            return;
+        };
+        let Role::Owner { epoch } = held.role() else {
+            return;
+        };
+        let to = match self
+            .store
+            .owned_write_seq(account, self.node(), epoch)
+            .await
+        {
+            Ok(Some(to)) => to,
+            // Moved away since: the next owner's followers read the log.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(account, error = %e, "reading the write sequence failed");
+                return;
+            }
+        };
+        let from = held.applied.swap(to, Ordering::AcqRel);
+        if to <= from {
+            return;
+        }
+        let change = wire::Change { from, to, slices };
+        if self
+            .outgoing
+            .try_send(fanout::Outgoing { account, change })
+            .is_err()
+        {
+            tracing::debug!(account, "fan-out queue full: followers read the log");
+        }
+    }
+
+    /// Hands a fan-out message to the account's follower task, if this node holds it.
+    pub fn deliver(&self, account: AccountId, payload: bytes::Bytes) {
+        if let Some(h) = self.held(account) {
+            let _ = h.inbox.send(payload);
+        }
     }
 
     pub fn key_account(&self, hash: &str) -> Option<AccountId> {
@@ -213,12 +296,5 @@ impl Cluster {
             keys.clear();
         }
         keys.insert(hash, account);
-    }
-
-    /// Wakes the follower task of the account, if this node follows it.
-    pub fn wake(&self, account: AccountId) {
-        if let Some(h) = self.held(account) {
-            h.wake.notify_one();
-        }
     }
 }

@@ -46,6 +46,11 @@ pub struct HeldOut {
     pub role: &'static str,
     pub epoch: i64,
     pub applied_seq: i64,
+    /// Writes applied from their fan-out message (a follower's, since this node
+    /// started holding the account).
+    pub writes_from_messages: u64,
+    /// Log entries read from PostgreSQL and applied instead.
+    pub log_entries_read: u64,
 }
 
 fn node_out(n: NodeRow) -> NodeOut {
@@ -105,6 +110,8 @@ async fn status(State(state): State<AppState>) -> Response {
                 },
                 epoch: h.epoch(),
                 applied_seq: applied,
+                writes_from_messages: h.from_messages.load(Ordering::Relaxed),
+                log_entries_read: h.from_log.load(Ordering::Relaxed),
             }
         })
         .collect();

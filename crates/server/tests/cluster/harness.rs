@@ -534,6 +534,8 @@ pub struct Held {
     pub account: i64,
     pub role: String,
     pub applied_seq: i64,
+    pub writes_from_messages: u64,
+    pub log_entries_read: u64,
 }
 
 impl Status {

@@ -254,6 +254,22 @@ impl ClusterStore for PostgresStore {
             .collect()
     }
 
+    async fn owned_write_seq(
+        &self,
+        account: AccountId,
+        node: &str,
+        epoch: i64,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT write_seq FROM placements WHERE account_id = $1 AND owner = $2 AND epoch = $3",
+        )
+        .bind(account)
+        .bind(node)
+        .bind(epoch)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn report_progress(&self, node: &str, applied: &[(AccountId, i64)]) -> Result<()> {
         if applied.is_empty() {
             return Ok(());
