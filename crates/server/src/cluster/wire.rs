@@ -6,6 +6,7 @@
 //!
 //! The types mirror the index's slices field for field; they are only ever read from a
 //! node of the same cluster, which built them from values it had already parsed.
+//! Timestamps travel as integer nanoseconds: exact, and cheaper to read than text.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,7 @@ pub enum WireEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         kind: SystemEventKind,
+        #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
         at: Timestamp,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         campaign: Option<String>,
@@ -77,6 +79,7 @@ pub enum WireEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         name: String,
+        #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
         at: Timestamp,
         properties: serde_json::Map<String, serde_json::Value>,
     },
@@ -84,6 +87,7 @@ pub enum WireEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         url: String,
+        #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
         at: Timestamp,
     },
 }
