@@ -73,7 +73,48 @@ fn placement_out(p: Placement) -> PlacementOut {
 }
 
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/status", axum::routing::get(status))
+    axum::Router::new()
+        .route("/status", axum::routing::get(status))
+        .route("/held", axum::routing::get(held))
+}
+
+/// What this node holds, without reading the database: a probe cheap enough to poll
+/// (an owner's `applied_seq` is then the sequence its last write ended at).
+async fn held(State(state): State<AppState>) -> Response {
+    let Some(cluster) = state.cluster.clone() else {
+        return ApiError::NotFound("this segmentd is not part of a cluster".into()).into_response();
+    };
+    Json(held_out(&cluster, &Default::default())).into_response()
+}
+
+/// The accounts held here, by account. `seqs`: the accounts' `write_seq` when read (an
+/// owner's index has every write, which go through it).
+fn held_out(cluster: &super::Cluster, seqs: &std::collections::HashMap<i64, i64>) -> Vec<HeldOut> {
+    let mut held: Vec<HeldOut> = cluster
+        .held_all()
+        .into_iter()
+        .map(|h| {
+            let role = h.role();
+            let applied = h.applied.load(Ordering::Acquire);
+            let applied = match role {
+                Role::Owner { .. } => seqs.get(&h.account.id).copied().unwrap_or(applied),
+                Role::Follower => applied,
+            };
+            HeldOut {
+                account: h.account.id,
+                role: match role {
+                    Role::Owner { .. } => "owner",
+                    Role::Follower => "follower",
+                },
+                epoch: h.epoch(),
+                applied_seq: applied,
+                writes_from_messages: h.from_messages.load(Ordering::Relaxed),
+                log_entries_read: h.from_log.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    held.sort_by_key(|h| h.account);
+    held
 }
 
 /// Read from the database now (not this node's last look), with what this node holds.
@@ -92,30 +133,7 @@ async fn status(State(state): State<AppState>) -> Response {
         .iter()
         .map(|p| (p.account, p.write_seq))
         .collect();
-    let mut held: Vec<HeldOut> = cluster
-        .held_all()
-        .into_iter()
-        .map(|h| {
-            let role = h.role();
-            // An owner's index has every write: they go through it.
-            let applied = match role {
-                Role::Owner { .. } => seqs.get(&h.account.id).copied().unwrap_or(0),
-                Role::Follower => h.applied.load(Ordering::Acquire),
-            };
-            HeldOut {
-                account: h.account.id,
-                role: match role {
-                    Role::Owner { .. } => "owner",
-                    Role::Follower => "follower",
-                },
-                epoch: h.epoch(),
-                applied_seq: applied,
-                writes_from_messages: h.from_messages.load(Ordering::Relaxed),
-                log_entries_read: h.from_log.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
-    held.sort_by_key(|h| h.account);
+    let held = held_out(&cluster, &seqs);
     Json(Status {
         node: cluster.node().to_owned(),
         lease_valid: cluster.lease_valid(),

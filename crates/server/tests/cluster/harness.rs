@@ -308,7 +308,20 @@ impl Cluster {
 
     /// `GET /cluster/status` of one node.
     pub async fn status(&self, node: usize) -> Result<Status, String> {
-        let url = format!("{}/cluster/status", self.nodes[node].address);
+        self.get_json(node, "/cluster/status").await
+    }
+
+    /// `GET /cluster/held` of one node: what it holds, read from no database.
+    pub async fn held(&self, node: usize) -> Result<Vec<Held>, String> {
+        self.get_json(node, "/cluster/held").await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        node: usize,
+        path: &str,
+    ) -> Result<T, String> {
+        let url = format!("{}{path}", self.nodes[node].address);
         let r = self
             .http
             .get(&url)

@@ -108,7 +108,22 @@ pub async fn thirty_accounts_spread_over_three_nodes_and_writes_through_any_node
             )
         );
     }
-    // ...so every node, serving or forwarding, answers exactly what was written.
+    // Each node's cheap probe (no database read) names what its status names, and its
+    // followers are where the owners are.
+    for i in cluster.running() {
+        let status = cluster.status(i).await.unwrap();
+        let held = cluster.held(i).await.unwrap();
+        let roles = |h: &[crate::harness::Held]| -> Vec<(i64, String)> {
+            h.iter().map(|h| (h.account, h.role.clone())).collect()
+        };
+        assert_eq!(roles(&held), roles(&status.held), "{}", cluster.nodes[i].id);
+        for h in held.iter().filter(|h| h.role == "follower") {
+            let p = status.placement(h.account).unwrap();
+            assert_eq!(h.applied_seq, p.write_seq, "{h:?}");
+        }
+    }
+
+    // Every node, serving or forwarding, answers exactly what was written.
     for t in &tenants {
         t.agrees_everywhere(&cluster).await.unwrap();
     }
