@@ -18,7 +18,7 @@
 //!   id `account:seq`) carries it to followers at once; without it they read the log.
 //! - `wire.rs`: what such a message holds.
 //! - `forward.rs`: the routing layer.
-//! - `status.rs`: `GET /cluster/status` and `segmentd cluster status`.
+//! - `status.rs`: `GET /cluster/status`, `GET /cluster/held` and `segmentd cluster status`.
 
 pub mod agent;
 pub mod fanout;
